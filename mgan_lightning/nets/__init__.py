@@ -1,0 +1,9 @@
+"""Networks: architectures (MLP, DCGAN), the generator bank and the critic."""
+
+from mgan_lightning.nets.architecture import Architecture
+from mgan_lightning.nets.critic import Critic
+from mgan_lightning.nets.dcgan import DCGAN
+from mgan_lightning.nets.generator_bank import GeneratorBank
+from mgan_lightning.nets.mlp import MLP
+
+__all__ = ["MLP", "DCGAN", "Architecture", "Critic", "GeneratorBank"]

@@ -1,0 +1,23 @@
+"""An architecture builds the generator bank and the critic for a given data shape.
+
+Methods take an ``Architecture`` object (chosen in YAML with ``class_path``), so a new
+network family is a new subclass, not a new string in a dispatch table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mgan_lightning.nets.critic import Critic
+from mgan_lightning.nets.generator_bank import GeneratorBank
+
+
+class Architecture:
+    """Builds networks. Subclasses implement both methods."""
+
+    def generator_bank(
+        self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
+    ) -> GeneratorBank:
+        raise NotImplementedError
+
+    def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        raise NotImplementedError

@@ -1,0 +1,106 @@
+"""DCGAN networks (Radford et al. 2016) for square images of 32, 48 or 64 px."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from mgan_lightning.nets.architecture import Architecture
+from mgan_lightning.nets.critic import Critic
+from mgan_lightning.nets.generator_bank import GeneratorBank
+
+
+def upsampling_plan(size: int) -> tuple[int, int]:
+    """``(start_size, n_doublings)``: the most doublings with ``start_size >= 4``.
+
+    32 -> (4, 3), 48 -> (6, 3), 64 -> (4, 4), 28 -> (7, 2)."""
+    n = 0
+    while size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= 4:
+        n += 1
+    if n == 0:
+        raise ValueError(f"DCGAN needs an image size with at least one halving to >= 4, got {size}")
+    return size // 2**n, n
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Weights ~ N(0, 0.02); BN scales ~ N(1, 0.02), shifts 0 (DCGAN paper, sec. 4)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if isinstance(module, GeneratorBank):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class DCGAN(Architecture):
+    """G: per-generator ``Linear(z -> C0*s*s) + BN + ReLU``, then shared
+    ``ConvTranspose(4, 2, 1) + BN + ReLU`` blocks halving the channels, and a last
+    ``ConvTranspose -> Tanh``. D/C: ``Conv(4, 2, 1) + [BN] + LeakyReLU(0.2)`` blocks
+    doubling the channels, flattened into the heads.
+
+    Args:
+        width: channels of the last G block / first D block (C0 = width * 2^(n-1)).
+        bn_offset: learn G's BN shift; ``False`` fixes it at zero (MGAN's setting).
+        d_batch_norm: batch norm in D's inner blocks.
+    """
+
+    def __init__(self, width: int = 64, bn_offset: bool = True, d_batch_norm: bool = True) -> None:
+        if width < 1:
+            raise ValueError(f"DCGAN.width must be >= 1, got {width}")
+        self.width = width
+        self.bn_offset = bn_offset
+        self.d_batch_norm = d_batch_norm
+
+    @staticmethod
+    def _image_shape(sample_shape: Sequence[int]) -> tuple[int, int]:
+        if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
+            raise ValueError(f"DCGAN needs square images (C, S, S), got {tuple(sample_shape)}")
+        return sample_shape[0], sample_shape[1]
+
+    def generator_bank(
+        self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
+    ) -> GeneratorBank:
+        channels, size = self._image_shape(sample_shape)
+        start, n = upsampling_plan(size)
+        c = self.width * 2 ** (n - 1)
+        layers: list[nn.Module] = [nn.Unflatten(1, (c, start, start))]
+        for _ in range(n - 1):
+            bn = nn.BatchNorm2d(c // 2)
+            if not self.bn_offset:
+                bn.register_parameter("bias", None)
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), bn, nn.ReLU()]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
+        bank = GeneratorBank(
+            num_generators,
+            latent_dim,
+            self.width * 2 ** (n - 1) * start * start,
+            nn.Sequential(*layers),
+            batch_norm=True,
+            bn_offset=self.bn_offset,
+        )
+        dcgan_init(bank)
+        return bank
+
+    def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        channels, size = self._image_shape(sample_shape)
+        start, n = upsampling_plan(size)
+        c = self.width
+        layers: list[nn.Module] = [nn.Conv2d(channels, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+        for _ in range(n - 1):
+            block: list[nn.Module] = [nn.Conv2d(c, c * 2, 4, 2, 1, bias=not self.d_batch_norm)]
+            if self.d_batch_norm:
+                block.append(nn.BatchNorm2d(c * 2))
+            layers += [*block, nn.LeakyReLU(0.2)]
+            c *= 2
+        layers.append(nn.Flatten())
+        critic = Critic(nn.Sequential(*layers), c * start * start, num_classes)
+        dcgan_init(critic)
+        return critic

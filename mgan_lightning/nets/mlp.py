@@ -1,0 +1,52 @@
+"""Fully connected networks for low-dimensional (e.g. 2D) data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import nn
+
+from mgan_lightning.nets.architecture import Architecture
+from mgan_lightning.nets.critic import Critic
+from mgan_lightning.nets.generator_bank import GeneratorBank
+
+
+class MLP(Architecture):
+    """G: ``z -> [per-generator Linear+ReLU] -> (Linear+ReLU) x (g_layers-1) -> Linear``;
+    D/C: ``x -> (Linear+LeakyReLU) x d_layers -> heads``.
+
+    The defaults (128 wide, two hidden layers each) are the PacGAN/MGAN 2D networks.
+    """
+
+    def __init__(
+        self,
+        g_hidden: int = 128,
+        g_layers: int = 2,
+        d_hidden: int = 128,
+        d_layers: int = 2,
+        leaky_slope: float = 0.2,
+    ) -> None:
+        if min(g_hidden, g_layers, d_hidden, d_layers) < 1:
+            raise ValueError("MLP widths and layer counts must be >= 1")
+        self.g_hidden, self.g_layers = g_hidden, g_layers
+        self.d_hidden, self.d_layers = d_hidden, d_layers
+        self.leaky_slope = leaky_slope
+
+    def generator_bank(
+        self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
+    ) -> GeneratorBank:
+        out = math.prod(sample_shape)
+        layers: list[nn.Module] = []
+        for _ in range(self.g_layers - 1):
+            layers += [nn.Linear(self.g_hidden, self.g_hidden), nn.ReLU()]
+        layers += [nn.Linear(self.g_hidden, out), nn.Unflatten(1, tuple(sample_shape))]
+        return GeneratorBank(num_generators, latent_dim, self.g_hidden, nn.Sequential(*layers))
+
+    def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(sample_shape)
+        for _ in range(self.d_layers):
+            layers += [nn.Linear(width, self.d_hidden), nn.LeakyReLU(self.leaky_slope)]
+            width = self.d_hidden
+        return Critic(nn.Sequential(*layers), self.d_hidden, num_classes)
