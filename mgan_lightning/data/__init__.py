@@ -1,0 +1,7 @@
+"""DataModules: 2D Gaussian mixtures and image data sets on one base class."""
+
+from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
+from mgan_lightning.data.errors import DataNotFoundError
+from mgan_lightning.data.gaussian_mixture import GaussianMixture2D
+
+__all__ = ["GANDataModule", "TensorBatchDataset", "DataNotFoundError", "GaussianMixture2D"]
