@@ -3,5 +3,18 @@
 from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
 from mgan_lightning.data.errors import DataNotFoundError
 from mgan_lightning.data.gaussian_mixture import GaussianMixture2D
+from mgan_lightning.data.mnist import MNIST, StackedMNIST
+from mgan_lightning.data.torchvision_images import CIFAR10, STL10, CelebA, ImageFolder
 
-__all__ = ["GANDataModule", "TensorBatchDataset", "DataNotFoundError", "GaussianMixture2D"]
+__all__ = [
+    "GANDataModule",
+    "TensorBatchDataset",
+    "DataNotFoundError",
+    "GaussianMixture2D",
+    "MNIST",
+    "StackedMNIST",
+    "CIFAR10",
+    "STL10",
+    "CelebA",
+    "ImageFolder",
+]

@@ -1,4 +1,5 @@
-"""One base class for every DataModule: batch loading, and what the model must know about the data."""
+"""One base class for every DataModule: batch loading, and what the model must know about
+the data."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class GANDataModule(LightningDataModule):
     modes: torch.Tensor | None = None
     mode_std: float | None = None
     mode_weights: torch.Tensor | None = None
+    downloadable: bool = True  # whether ``download=True`` can fetch the data
 
     def __init__(
         self,
@@ -82,7 +84,9 @@ class GANDataModule(LightningDataModule):
         if isinstance(dataset, TensorBatchDataset):
             sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
             batches = BatchSampler(sampler, self.batch_size, drop_last=train)
-            return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers)
+            return DataLoader(
+                dataset, sampler=batches, batch_size=None, num_workers=self.num_workers
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

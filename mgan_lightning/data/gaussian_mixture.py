@@ -79,17 +79,26 @@ class GaussianMixture2D(GANDataModule):
         modes = torch.as_tensor(means, dtype=torch.float32) if means is not None else preset_means
         assert modes is not None
         if modes.dim() != 2 or modes.shape[1] != 2 or len(modes) == 0:
-            raise ValueError(f"data.means must be a list of [x, y] pairs, got shape {tuple(modes.shape)}")
+            raise ValueError(
+                f"data.means must be a list of [x, y] pairs, got shape {tuple(modes.shape)}"
+            )
         mode_std = std if std is not None else preset_std
         if mode_std is None or mode_std <= 0:
             raise ValueError(f"data.std must be > 0, got {mode_std}")
-        w = torch.ones(len(modes)) if weights is None else torch.as_tensor(weights, dtype=torch.float)
+        w = (
+            torch.ones(len(modes))
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float)
+        )
         if w.shape != (len(modes),) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(
-                f"data.weights must be {len(modes)} non-negative numbers with a positive sum, got {weights}"
+                f"data.weights must be {len(modes)} non-negative numbers with a positive sum, "
+                f"got {weights}"
             )
         if num_train < batch_size:
-            raise ValueError(f"data.num_train ({num_train}) must be >= data.batch_size ({batch_size})")
+            raise ValueError(
+                f"data.num_train ({num_train}) must be >= data.batch_size ({batch_size})"
+            )
         self.modes = modes
         self.mode_std = float(mode_std)
         self.mode_weights = w / w.sum()
@@ -100,7 +109,9 @@ class GaussianMixture2D(GANDataModule):
         if self.train_set is not None:
             return
         gen = torch.Generator().manual_seed(self.seed)
-        assert self.modes is not None and self.mode_weights is not None and self.mode_std is not None
+        assert (
+            self.modes is not None and self.mode_weights is not None and self.mode_std is not None
+        )
         train = sample_mixture(self.modes, self.mode_std, self.mode_weights, self.num_train, gen)
         test = sample_mixture(self.modes, self.mode_std, self.mode_weights, self.num_test, gen)
         self.train_set = TensorBatchDataset(*train)
