@@ -8,16 +8,19 @@ YAML values may use omegaconf interpolation (``${data.init_args.batch_size}``).
 from __future__ import annotations
 
 from jsonargparse import set_parsing_settings
+from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
 import mgan_lightning.methods  # noqa: F401  (registers the methods for short names)
 from mgan_lightning.data.base import GANDataModule
-from mgan_lightning.methods.base import GANMethod
 
 
 class MGANCLI(LightningCLI):
-    """LightningCLI in subclass mode; the data tells the model its sample shape."""
+    """LightningCLI in subclass mode; the data tells the model its sample shape.
+
+    Any LightningModule whose ``__init__`` takes ``sample_shape`` can be trained: the GAN
+    methods, and helpers such as the Stacked-MNIST digit classifier."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(
@@ -32,7 +35,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
     line is applied (jsonargparse's ``omegaconf+`` mode), so overrides reach them too."""
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return MGANCLI(
-        GANMethod,
+        LightningModule,
         GANDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -10,6 +10,8 @@ from torch import nn
 class LatentPrior(nn.Module):
     """Base class. A subclass overrides :meth:`sample`."""
 
+    _device_anchor: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         # An empty buffer tells the prior which device it lives on.

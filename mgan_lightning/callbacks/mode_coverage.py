@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from mgan_lightning.callbacks.image_logging import log_image
 from mgan_lightning.callbacks.scatter import render_scatter
+from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.metrics.mode_coverage import ModeCoverage
+
+
+def as_gan_method(pl_module: LightningModule) -> GANMethod:
+    """The module as a :class:`GANMethod`, or a clear error for anything else."""
+    if not isinstance(pl_module, GANMethod):
+        raise TypeError(
+            f"This callback evaluates GAN methods; {type(pl_module).__name__} is not a GANMethod"
+        )
+    return pl_module
 
 
 class ModeCoverageEvaluation(Callback):
@@ -24,19 +36,22 @@ class ModeCoverageEvaluation(Callback):
         plot: write the scatter plot (PNG under the log dir, and to TensorBoard / W&B).
     """
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 2500, plot: bool = True) -> None:
+    def __init__(
+        self, every_n_steps: int = 1000, num_samples: int = 2500, plot: bool = True
+    ) -> None:
         if every_n_steps < 0 or num_samples < 1:
             raise ValueError("ModeCoverageEvaluation needs every_n_steps >= 0 and num_samples >= 1")
         self.every_n_steps = every_n_steps
         self.num_samples = num_samples
         self.plot = plot
         self.last: dict[str, float] = {}
-        self.last_plot = None
+        self.last_plot: Path | None = None
+        self.num_modes = 0
 
     def _metric(self, trainer: Trainer, device: torch.device) -> ModeCoverage:
-        data = trainer.datamodule
+        data = getattr(trainer, "datamodule", None)
         modes = getattr(data, "modes", None)
-        if modes is None or getattr(data, "mode_std", None) is None:
+        if data is None or modes is None or getattr(data, "mode_std", None) is None:
             raise ValueError(
                 "ModeCoverageEvaluation needs a DataModule with known modes (e.g. "
                 "GaussianMixture2D); remove this callback from trainer.callbacks for this data."
@@ -46,18 +61,19 @@ class ModeCoverageEvaluation(Callback):
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
         """Sample, score and (on rank 0) plot; returns the figures as floats."""
+        method = as_gan_method(pl_module)
         metric = self._metric(trainer, pl_module.device)
         world, rank = trainer.world_size, trainer.global_rank
         share = self.num_samples // world + (1 if rank < self.num_samples % world else 0)
         was_training = pl_module.training
         pl_module.eval()
         try:
-            samples, index = pl_module.sample(share)
+            samples, index = method.sample(share)
         finally:
             pl_module.train(was_training)
         metric.update(samples)
         result = {k: float(v) for k, v in metric.compute().items()}
-        step = int(getattr(pl_module, "generator_step", trainer.global_step))
+        step = int(method.generator_step)
         if self.plot:
             title = (
                 f"step {step}: {result['modes']:.0f}/{len(metric.modes)} modes, "
@@ -66,11 +82,11 @@ class ModeCoverageEvaluation(Callback):
             )
             image = render_scatter(samples, index, metric.modes, title)
             self.last_plot = log_image(trainer, "coverage/scatter", image, step)
-        self.last = result
+        self.last, self.num_modes = result, len(metric.modes)
         return result
 
     def _summary(self, result: dict[str, float], trainer: Trainer, step: int) -> str:
-        total = len(trainer.datamodule.modes)
+        total = self.num_modes
         text = (
             f"Mode coverage at generator step {step} ({self.num_samples} samples): "
             f"modes covered {result['modes']:.0f}/{total}, "
@@ -80,19 +96,22 @@ class ModeCoverageEvaluation(Callback):
         return text + (f"\nScatter plot: {self.last_plot}" if self.last_plot else "")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = int(pl_module.generator_step)
+        step = int(as_gan_method(pl_module).generator_step)
         if self.every_n_steps and step % self.every_n_steps == 0:
             result = self.evaluate(trainer, pl_module)
             pl_module.log_dict({f"coverage/{k}": v for k, v in result.items()})
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         result = self.evaluate(trainer, pl_module)
-        step = int(pl_module.generator_step)
+        step = int(as_gan_method(pl_module).generator_step)
         for logger in trainer.loggers:
-            logger.log_metrics({f"coverage/{k}": v for k, v in result.items()}, step=trainer.global_step)
+            logger.log_metrics(
+                {f"coverage/{k}": v for k, v in result.items()}, step=trainer.global_step
+            )
         rank_zero_info(self._summary(result, trainer, step))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         result = self.evaluate(trainer, pl_module)
         pl_module.log_dict({f"test/{k}": v for k, v in result.items()})
-        rank_zero_info(self._summary(result, trainer, int(pl_module.generator_step)))
+        step = int(as_gan_method(pl_module).generator_step)
+        rank_zero_info(self._summary(result, trainer, step))

@@ -14,7 +14,9 @@ PALETTE = [
 ]  # fmt: skip
 
 
-def plot_bounds(points: torch.Tensor, modes: torch.Tensor | None) -> tuple[float, float, float, float]:
+def plot_bounds(
+    points: torch.Tensor, modes: torch.Tensor | None
+) -> tuple[float, float, float, float]:
     """A square window around the modes (or the points' 1-99% range), with a margin."""
     ref = modes if modes is not None and len(modes) else points
     if ref is points and len(points) > 10:
@@ -24,7 +26,12 @@ def plot_bounds(points: torch.Tensor, modes: torch.Tensor | None) -> tuple[float
     centre = (lo + hi) / 2
     half = float((hi - lo).max()) / 2
     half = max(half * 1.35, 0.5)
-    return float(centre[0]) - half, float(centre[0]) + half, float(centre[1]) - half, float(centre[1]) + half
+    return (
+        float(centre[0]) - half,
+        float(centre[0]) + half,
+        float(centre[1]) - half,
+        float(centre[1]) + half,
+    )
 
 
 def render_scatter(
@@ -69,6 +76,10 @@ def render_scatter(
             u, v = pad + 4 + 36 * (k % 12), top + pad + 4 + 14 * (k // 12)
             draw.rectangle([u, v + 2, u + 8, v + 10], fill=PALETTE[k % len(PALETTE)])
             draw.text((u + 10, v), f"G{k}", fill="black", font=font)
-    draw.text((pad + 2, size + top - pad - 12), f"x: [{x0:.2f}, {x1:.2f}]  y: [{y0:.2f}, {y1:.2f}]",
-              fill="gray", font=font)
+    draw.text(
+        (pad + 2, size + top - pad - 12),
+        f"x: [{x0:.2f}, {x1:.2f}]  y: [{y0:.2f}, {y1:.2f}]",
+        fill="gray",
+        font=font,
+    )
     return image

@@ -52,6 +52,8 @@ class GANMethod(LightningModule):
         detect_nan: raise :class:`NonFiniteLossError` as soon as a loss is not finite.
     """
 
+    generator_step: torch.Tensor
+
     def __init__(
         self,
         sample_shape: Sequence[int] = (2,),
@@ -67,8 +69,11 @@ class GANMethod(LightningModule):
         detect_nan: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("num_generators", num_generators), ("latent_dim", latent_dim),
-                            ("n_critic", n_critic)):
+        for name, value in (
+            ("num_generators", num_generators),
+            ("latent_dim", latent_dim),
+            ("n_critic", n_critic),
+        ):
             if value < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {value}")
         if fake_per_generator is not None and fake_per_generator < 1:
@@ -128,8 +133,10 @@ class GANMethod(LightningModule):
         return list(self.generators.parameters())
 
     def configure_optimizers(self):
-        return [self.optimizer_g(self.generator_parameters()),
-                self.optimizer_d(self.critic.parameters())]
+        return [
+            self.optimizer_g(self.generator_parameters()),
+            self.optimizer_d(self.critic.parameters()),
+        ]
 
     def fake_batch(self, real_batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(fake[K*n, ...], generator_index[K*n], z)`` for one step."""
@@ -155,7 +162,7 @@ class GANMethod(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         real = self.real_samples(batch)
-        opt_g, opt_d = self.optimizers()
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined,misc]
         logs: dict[str, torch.Tensor] = {}
         for i in range(self.n_critic):
             if i < self.n_critic - 1:

@@ -1,4 +1,5 @@
-"""Mode coverage on data with known modes (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018)."""
+"""Mode coverage on data with known modes (VEEGAN, Srivastava et al. 2017;
+PacGAN, Lin et al. 2018)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class ModeCoverage(Metric):
 
     full_state_update = False
     higher_is_better = None
+    modes: torch.Tensor
+    weights: torch.Tensor
+    mode_counts: torch.Tensor
+    total: torch.Tensor
 
     def __init__(
         self,
@@ -48,7 +53,11 @@ class ModeCoverage(Metric):
             raise ValueError(f"modes must be (M, D), got shape {tuple(modes.shape)}")
         if std <= 0 or threshold <= 0:
             raise ValueError(f"std and threshold must be > 0, got std={std}, threshold={threshold}")
-        w = torch.ones(len(modes)) if weights is None else torch.as_tensor(weights, dtype=torch.float)
+        w = (
+            torch.ones(len(modes))
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float)
+        )
         self.register_buffer("modes", modes)
         self.register_buffer("weights", w / w.sum())
         self.std = std

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install the package with its test extra into the active Python, then lint, type-check
+# and run every test. This is the README's test command and what .ci/run executes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[test]"
+ruff check .
+ruff format --check .
+mypy
+python -m pytest -q
