@@ -7,6 +7,8 @@ YAML values may use omegaconf interpolation (``${data.init_args.batch_size}``).
 
 from __future__ import annotations
 
+import warnings
+
 from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -14,6 +16,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
 import mgan_lightning.methods  # noqa: F401  (registers the methods for short names)
 from mgan_lightning.data.base import GANDataModule
+
+# Our checkpoints are meant to hold the state after a whole D+G step; Lightning's
+# warning about manual optimisation and every_n_train_steps says exactly that.
+warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
 
 
 class MGANCLI(LightningCLI):
