@@ -7,8 +7,12 @@ YAML values may use omegaconf interpolation (``${data.init_args.batch_size}``).
 
 from __future__ import annotations
 
+import os
 import warnings
+import zipfile
+from pathlib import Path
 
+import torch
 from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -22,11 +26,69 @@ from mgan_lightning.data.base import GANDataModule
 warnings.filterwarnings("ignore", message=".*no pre-optimization state was saved.*")
 
 
+def checkpoint_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as a checkpoint (``None`` if it can, or is not a local file
+    path such as ``last``/``best`` or a URL). Memory-maps the file: cheap even when large."""
+    if path in ("last", "best", "hpc") or path.startswith("registry") or "://" in path:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        return f"no checkpoint file at {file}"
+    if not zipfile.is_zipfile(file):
+        return (
+            f"{file} is not a checkpoint: torch.save writes zip archives and this is none "
+            f"(truncated by a run killed while saving, or another kind of file)"
+        )
+    try:
+        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # any failure means the same to the user
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        unsafe = [line for line in lines if "Unsupported global" in line]
+        if unsafe:
+            return (
+                f"{file} holds Python objects that torch.load(weights_only=True) refuses "
+                f"({unsafe[0]}); load it in Python with weights_only=False if you trust it"
+            )
+        # Skip torch's preamble about weights_only: the unpickler's own words come after it.
+        marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), -1)
+        detail = lines[marker + 1] if 0 <= marker < len(lines) - 1 else (lines or [""])[0]
+        return f"{file} is damaged: torch.load said: {detail or type(error).__name__}"
+    return None
+
+
 class MGANCLI(LightningCLI):
     """LightningCLI in subclass mode; the data tells the model its sample shape.
 
     Any LightningModule whose ``__init__`` takes ``sample_shape`` can be trained: the GAN
     methods, and helpers such as the Stacked-MNIST digit classifier."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse, then check ``--ckpt_path`` before Lightning unpickles it, so a damaged file
+        gives one clear line instead of torch's unpickling traceback."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        problem = checkpoint_problem(str(ckpt_path)) if ckpt_path else None
+        if problem:
+            parser.error(f"--ckpt_path: {problem}")
+
+    def instantiate_classes(self) -> None:
+        """Instantiate; a constructor's ``ValueError`` (a wrong config value such as
+        ``model.num_generators must be >= 1``) ends the command with that message, like a
+        parsing error, instead of a traceback through jsonargparse's union matching.
+        Set ``JSONARGPARSE_DEBUG=1`` to get the traceback."""
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            if os.environ.get("JSONARGPARSE_DEBUG"):
+                raise
+            cause: BaseException | None = error
+            innermost: BaseException = error
+            while cause is not None:  # the constructor's own error is the innermost ValueError
+                if isinstance(cause, ValueError):
+                    innermost = cause
+                cause = cause.__cause__ or cause.__context__
+            self.parser.error(str(innermost))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(

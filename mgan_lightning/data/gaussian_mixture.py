@@ -82,18 +82,20 @@ class GaussianMixture2D(GANDataModule):
             raise ValueError(
                 f"data.means must be a list of [x, y] pairs, got shape {tuple(modes.shape)}"
             )
+        if not modes.isfinite().all():
+            raise ValueError(f"data.means must be finite, got {modes.tolist()}")
         mode_std = std if std is not None else preset_std
-        if mode_std is None or mode_std <= 0:
-            raise ValueError(f"data.std must be > 0, got {mode_std}")
+        if mode_std is None or not math.isfinite(mode_std) or mode_std <= 0:
+            raise ValueError(f"data.std must be a finite number > 0, got {mode_std}")
         w = (
             torch.ones(len(modes))
             if weights is None
             else torch.as_tensor(weights, dtype=torch.float)
         )
-        if w.shape != (len(modes),) or (w < 0).any() or w.sum() <= 0:
+        if w.shape != (len(modes),) or not w.isfinite().all() or (w < 0).any() or w.sum() <= 0:
             raise ValueError(
-                f"data.weights must be {len(modes)} non-negative numbers with a positive sum, "
-                f"got {weights}"
+                f"data.weights must be {len(modes)} finite non-negative numbers with a positive "
+                f"sum, got {weights}"
             )
         if num_train < batch_size:
             raise ValueError(

@@ -13,8 +13,14 @@ def assign_modes(
     samples: torch.Tensor, modes: torch.Tensor, std: float, threshold: float = 3.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest mode of each sample, and whether the sample is *high quality*:
-    within ``threshold`` standard deviations of that mode."""
-    distances = torch.cdist(samples.float(), modes.float())
+    within ``threshold`` standard deviations of that mode.
+
+    Distances are computed directly, not through cdist's matrix-product shortcut
+    (``|x|^2 + |m|^2 - 2 x.m``), which cancels catastrophically for modes away from the
+    origin and misjudges samples near the threshold (e.g. on the PacGAN grid's corners)."""
+    distances = torch.cdist(
+        samples.float(), modes.float(), compute_mode="donot_use_mm_for_euclid_dist"
+    )
     nearest_distance, nearest = distances.min(dim=1)
     return nearest, nearest_distance < threshold * std
 

@@ -27,8 +27,12 @@ class MLP(Architecture):
         d_layers: int = 2,
         leaky_slope: float = 0.2,
     ) -> None:
-        if min(g_hidden, g_layers, d_hidden, d_layers) < 1:
-            raise ValueError("MLP widths and layer counts must be >= 1")
+        sizes = dict(g_hidden=g_hidden, g_layers=g_layers, d_hidden=d_hidden, d_layers=d_layers)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(
+                    f"MLP.{name} (model.architecture.{name}) must be >= 1, got {value}"
+                )
         self.g_hidden, self.g_layers = g_hidden, g_layers
         self.d_hidden, self.d_layers = d_hidden, d_layers
         self.leaky_slope = leaky_slope

@@ -1,0 +1,268 @@
+"""The ``mgan`` command end to end: fit, test, saved config, interpolation, links, and the
+errors users see for wrong values and damaged checkpoints."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mgan_lightning.cli import build_cli, checkpoint_problem
+from mgan_lightning.data import GaussianMixture2D
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+
+ROOT = Path(__file__).resolve().parents[1]
+RING = str(ROOT / "configs" / "ring" / "gan.yaml")
+STEPS = 40  # optimizer steps: 20 D + 20 G steps
+
+# Evaluate every 10 generator steps on 500 samples instead of every 5,000 on 2,500; the
+# checkpoint keeps the ring config's interpolated folder.
+FAST_CALLBACKS = """
+trainer:
+  callbacks:
+    - class_path: mgan_lightning.callbacks.ModeCoverageEvaluation
+      init_args: {every_n_steps: 10, num_samples: 500}
+    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
+      init_args:
+        dirpath: ${trainer.default_root_dir}/checkpoints
+        save_last: true
+        every_n_train_steps: 20
+"""
+
+
+class ReshapedRing(GaussianMixture2D):
+    """The ring, declared as (1, 2) samples: a sample shape the model would not guess."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sample_shape = (1, 2)
+
+
+def run_cli(args: list[str], cwd: Path):
+    """``build_cli(args)`` run from ``cwd`` (so a relative default folder would land there)."""
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return build_cli(args)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    """One short fit shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("cli")
+    fast = tmp / "fast_callbacks.yaml"
+    fast.write_text(FAST_CALLBACKS)
+    root = tmp / "run"
+    args = ["--config", RING, "--config", str(fast), f"--trainer.default_root_dir={root}"]
+    cli = run_cli(["fit", *args, f"--trainer.max_steps={STEPS}"], cwd=tmp)
+    return {"tmp": tmp, "root": root, "args": args, "cli": cli}
+
+
+def test_fit_writes_the_last_checkpoint(run) -> None:
+    ckpt = run["root"] / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] == STEPS
+    assert int(state["state_dict"]["generator_step"]) == STEPS // 2
+    assert run["cli"].trainer.global_step == STEPS
+
+
+def test_fit_writes_scatter_plots(run) -> None:
+    images = sorted((run["root"] / "logs").glob("version_0/images/*.png"))
+    names = [p.name for p in images]
+    # every_n_steps=10 over 20 generator steps, plus the end of fit (same step 20).
+    assert any("step0000010" in n for n in names), names
+    assert any("step0000020" in n for n in names), names
+    from PIL import Image
+
+    with Image.open(images[-1]) as img:
+        assert img.width >= 256 and img.height >= 256
+
+
+def test_saved_config_resolves_the_interpolations(run) -> None:
+    root = run["root"]
+    path = root / "logs" / "version_0" / "config.yaml"
+    assert path.is_file()
+    config = yaml.safe_load(path.read_text())
+    assert config["trainer"]["default_root_dir"] == str(root)
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == str(root)
+    dirpaths = [c["init_args"].get("dirpath") for c in config["trainer"]["callbacks"]]
+    assert str(root / "checkpoints") in dirpaths
+    assert config["data"]["init_args"]["seed"] == config["seed_everything"] == 0
+    assert "${" not in path.read_text()
+
+
+def test_logger_follows_the_overridden_root_dir(run) -> None:
+    logger = run["cli"].trainer.logger
+    assert Path(logger.save_dir) == run["root"]
+    assert (run["root"] / "logs" / "version_0" / "metrics.csv").is_file()
+    # Nothing went to the config's own default folder (relative to the working directory).
+    assert not (run["tmp"] / "runs").exists()
+
+
+def test_linked_sample_shape_reached_the_model(run) -> None:
+    model = run["cli"].model
+    assert tuple(model.sample_shape) == (2,) == tuple(run["cli"].datamodule.sample_shape)
+    assert tuple(model.hparams.sample_shape) == (2,)
+
+
+def test_sample_shape_comes_from_the_datamodule(tmp_path: Path) -> None:
+    cli = build_cli(
+        [
+            "--config", RING,
+            "--data.class_path", f"{__name__}.ReshapedRing",
+            "--data.init_args.num_train=512",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        run=False,
+    )  # fmt: skip
+    assert tuple(cli.model.sample_shape) == (1, 2)
+    assert cli.model.generators(torch.randn(3, 2)).shape == (1, 3, 1, 2)
+
+
+def test_test_subcommand_reports_mode_coverage(run, capsys) -> None:
+    ckpt = run["root"] / "checkpoints" / "last.ckpt"
+    cli = run_cli(["test", *run["args"], f"--ckpt_path={ckpt}"], cwd=run["tmp"])
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    assert {"test/modes", "test/high_quality", "test/reverse_kl"} <= metrics.keys()
+    assert 0 <= metrics["test/modes"] <= 8 and metrics["test/modes"] == int(metrics["test/modes"])
+    assert 0 <= metrics["test/high_quality"] <= 1
+    # The trained weights were restored, not a fresh model's.
+    assert int(cli.model.generator_step) == STEPS // 2
+    out = capsys.readouterr().out
+    for key in ("test/modes", "test/high_quality", "test/reverse_kl"):
+        assert key in out
+
+
+def test_second_fit_into_the_same_directory(run, tmp_path: Path) -> None:
+    """The saved config is overwritten, not an error (SaveConfigCallback(overwrite=True)),
+    here into the very same log folder. Runs in a copy of the first run's folder, so the
+    other tests keep their checkpoint."""
+    root = tmp_path / "run"
+    shutil.copytree(run["root"], root)
+    old = (root / "logs" / "version_0" / "config.yaml").read_text()
+    args = [*run["args"][:-1], f"--trainer.default_root_dir={root}"]
+    version = "--trainer.logger.init_args.version=0"
+    cli = run_cli(["fit", *args, "--trainer.max_steps=4", version], cwd=tmp_path)
+    assert cli.trainer.global_step == 4
+    new = (root / "logs" / "version_0" / "config.yaml").read_text()
+    assert new != old
+    assert yaml.safe_load(new)["trainer"]["max_steps"] == 4
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("--model.init_args.num_generators=0", ["model.num_generators"]),
+        ("--data.init_args.preset=hexagon", ["preset", "hexagon"]),
+        ("--data.init_args.std=-1", ["data.std"]),
+        ("--model.init_args.architecture.init_args.g_hidden=0", ["architecture.g_hidden"]),
+    ],
+)
+def test_wrong_values_exit_naming_the_field(
+    tmp_path: Path, capsys, override: str, words: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        run_cli(
+            ["fit", "--config", RING, f"--trainer.default_root_dir={tmp_path}", override],
+            cwd=tmp_path,
+        )
+    assert info.value.code not in (0, None)
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _damaged(kind: str, good: Path, tmp: Path) -> Path:
+    bad = tmp / f"{kind}.ckpt"
+    data = good.read_bytes()
+    if kind == "garbage":
+        bad.write_bytes(b"this is not a checkpoint\n" * 10)
+    elif kind == "truncated":  # a run killed while writing
+        bad.write_bytes(data[:4000])
+    elif kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "scrambled":  # a valid zip whose pickled payload is overwritten
+        with zipfile.ZipFile(good) as archive:
+            info = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
+        start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+        bad.write_bytes(data[:start] + b"A" * 40 + data[start + 40 :])
+        assert zipfile.is_zipfile(bad)
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["garbage", "missing"])
+def test_damaged_checkpoint_gives_a_clear_error(run, capsys, tmp_path: Path, kind: str) -> None:
+    good = run["root"] / "checkpoints" / "last.ckpt"
+    bad = _damaged(kind, good, tmp_path) if kind != "missing" else tmp_path / "nope.ckpt"
+    with pytest.raises(SystemExit) as info:
+        run_cli(["test", *run["args"], f"--ckpt_path={bad}"], cwd=run["tmp"])
+    assert info.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert "ckpt_path" in err and str(bad) in err
+    assert "Traceback" not in err
+    assert ("not a checkpoint" if kind == "garbage" else "no checkpoint file") in err
+
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("garbage", ["not a checkpoint"]),
+        ("truncated", ["not a checkpoint", "truncated"]),
+        ("empty", ["not a checkpoint"]),
+        ("scrambled", ["damaged"]),
+    ],
+)
+def test_checkpoint_problem_explains_what_is_wrong(
+    run, tmp_path: Path, kind: str, words: list[str]
+) -> None:
+    problem = checkpoint_problem(str(_damaged(kind, run["root"] / "checkpoints" / "last.ckpt",
+                                              tmp_path)))  # fmt: skip
+    assert problem is not None
+    for word in words:
+        assert word in problem
+    # torch's advice to retry with weights_only=False is not passed on for a damaged file.
+    assert "weights_only` set to `False`" not in problem
+
+
+def test_checkpoint_problem_accepts_good_and_special_paths(run) -> None:
+    assert checkpoint_problem(str(run["root"] / "checkpoints" / "last.ckpt")) is None
+    for special in ("last", "best", "s3://bucket/x.ckpt"):
+        assert checkpoint_problem(special) is None
+
+
+def test_copied_checkpoint_still_loads(run, tmp_path: Path) -> None:
+    """The check above does not reject good checkpoints stored elsewhere."""
+    copy = tmp_path / "copy.ckpt"
+    shutil.copy(run["root"] / "checkpoints" / "last.ckpt", copy)
+    cli = run_cli(["test", *run["args"], f"--ckpt_path={copy}"], cwd=run["tmp"])
+    assert int(cli.model.generator_step) == STEPS // 2
+
+
+@pytest.mark.slow
+def test_console_script_fit(tmp_path: Path) -> None:
+    """The installed ``mgan`` entry point (a separate process: ~10 s of imports)."""
+    exe = Path(sys.executable).with_name("mgan")
+    if not exe.exists():
+        pytest.skip("mgan console script not installed")
+    root = tmp_path / "run"
+    proc = subprocess.run(
+        [str(exe), "fit", "--config", RING, "--trainer.max_steps=4",
+         f"--trainer.default_root_dir={root}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert "Mode coverage at generator step 2" in proc.stdout + proc.stderr
