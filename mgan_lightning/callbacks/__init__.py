@@ -1,5 +1,17 @@
 """Callbacks: evaluation during training and at test time, pictures of samples."""
 
+from mgan_lightning.callbacks.evaluation import SampleEvaluation
+from mgan_lightning.callbacks.fidelity import FidelityEvaluation
 from mgan_lightning.callbacks.mode_coverage import ModeCoverageEvaluation
+from mgan_lightning.callbacks.sample_grid import SampleGrid, grid_image, grid_layout
+from mgan_lightning.callbacks.stacked_mnist import StackedMNISTEvaluation
 
-__all__ = ["ModeCoverageEvaluation"]
+__all__ = [
+    "ModeCoverageEvaluation",
+    "SampleEvaluation",
+    "FidelityEvaluation",
+    "StackedMNISTEvaluation",
+    "SampleGrid",
+    "grid_image",
+    "grid_layout",
+]

@@ -112,8 +112,12 @@ class MNIST(GANDataModule):
             digits, the only split available offline in ``shared/data/mnist``.
         image_size: resize the 28 x 28 digits to ``S x S`` (e.g. 32 for DCGAN bodies);
             ``None`` keeps 28.
+        holdout: keep the last ``holdout`` items of the training split out of training and
+            use them as the test set (0: the test set is the t10k split). With
+            ``train_split="test"`` and ``holdout=2000`` the model trains on t10k items
+            0..7999 and is tested on 8000..9999: a leak-free split when only t10k exists.
 
-    The test set is always the t10k split. See ``GANDataModule`` for the other arguments.
+    See ``GANDataModule`` for the other arguments.
     """
 
     def __init__(
@@ -125,8 +129,12 @@ class MNIST(GANDataModule):
         seed: int = 0,
         train_split: Split = "train",
         image_size: int | None = None,
+        holdout: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, data_root, download, seed)
+        if holdout < 0:
+            raise ValueError(f"data.holdout must be >= 0, got {holdout}")
+        self.holdout = holdout
         self.train_split = _check_split(train_split, "train_split")
         self.image_size = _check_size(image_size)
         size = image_size or MNIST_SIZE
@@ -147,12 +155,31 @@ class MNIST(GANDataModule):
             )
         return self._datasets[split]
 
+    def _holdout_part(self, part: str) -> TensorBatchDataset:
+        """The first ``N - holdout`` (``"train"``) or last ``holdout`` items of the split."""
+        full = self._split_dataset(self.train_split)
+        if self.holdout >= len(full):
+            raise ValueError(
+                f"data.holdout={self.holdout} leaves no training items in the "
+                f"{len(full)}-item {self.train_split!r} split"
+            )
+        cut = len(full) - self.holdout
+        rows = slice(0, cut) if part == "train" else slice(cut, None)
+        return TensorBatchDataset(*(t[rows] for t in full.tensors))
+
     def setup(self, stage: str | None = None) -> None:
-        """Fit needs the training split; every other stage the test split."""
+        """Fit needs the training split; every other stage the test split (or the held-out
+        tail of the training split when ``holdout > 0``)."""
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._split_dataset(self.train_split)
+            self.train_set = (
+                self._holdout_part("train")
+                if self.holdout
+                else self._split_dataset(self.train_split)
+            )
         if stage != "fit" and self.test_set is None:
-            self.test_set = self._split_dataset("test")
+            self.test_set = (
+                self._holdout_part("test") if self.holdout else self._split_dataset("test")
+            )
 
 
 def stacked_mode_ids(digit_labels: torch.Tensor) -> torch.Tensor:

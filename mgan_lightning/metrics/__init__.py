@@ -1,5 +1,29 @@
 """torchmetrics metrics for mode collapse and sample quality."""
 
+from mgan_lightning.metrics.fidelity import (
+    FidelityMetrics,
+    ImageFeatures,
+    InceptionV3Features,
+    InceptionWeightsNotFoundError,
+    build_fid,
+    build_inception_score,
+    build_kid,
+    resolve_inception_weights,
+)
 from mgan_lightning.metrics.mode_coverage import ModeCoverage, assign_modes
+from mgan_lightning.metrics.stacked_mnist import StackedMNISTModes, classify_channels
 
-__all__ = ["ModeCoverage", "assign_modes"]
+__all__ = [
+    "ModeCoverage",
+    "assign_modes",
+    "FidelityMetrics",
+    "ImageFeatures",
+    "InceptionV3Features",
+    "InceptionWeightsNotFoundError",
+    "build_fid",
+    "build_inception_score",
+    "build_kid",
+    "resolve_inception_weights",
+    "StackedMNISTModes",
+    "classify_channels",
+]

@@ -1,0 +1,83 @@
+"""A tiny image GAN and in-memory image data for the callback tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
+
+from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
+from mgan_lightning.methods import GAN
+from mgan_lightning.nets import DCGAN
+
+
+class RandomImages(GANDataModule):
+    """``n`` fixed random images in [-1, 1] (train) and their first 16 (test)."""
+
+    def __init__(self, shape=(3, 16, 16), n: int = 64, batch_size: int = 16) -> None:
+        super().__init__(batch_size=batch_size)
+        self.sample_shape = tuple(shape)
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(n, *shape, generator=g) * 2 - 1
+        y = torch.zeros(n, dtype=torch.long)
+        self.train_set = TensorBatchDataset(x, y)
+        self.test_set = TensorBatchDataset(x[:16], y[:16])
+
+    def setup(self, stage=None) -> None:
+        pass
+
+
+def tiny_gan(shape=(3, 16, 16), k: int = 3) -> GAN:
+    torch.manual_seed(0)
+    return GAN(sample_shape=shape, num_generators=k, latent_dim=8, architecture=DCGAN(width=4))
+
+
+def make_trainer(tmp_path, callbacks, generator_steps: int = 4, **kwargs) -> Trainer:
+    return Trainer(
+        max_steps=2 * generator_steps,  # one D and one G optimizer step per training step
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(tmp_path, name="logs"),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def data() -> RandomImages:
+    return RandomImages()
+
+
+@pytest.fixture
+def gan_factory():
+    return tiny_gan
+
+
+@pytest.fixture
+def trainer_factory():
+    return make_trainer
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory):
+    """A state_dict of torch-fidelity's FeatureExtractorInceptionV3 with random values."""
+    from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
+
+    from mgan_lightning.metrics.fidelity import INCEPTION_WEIGHTS_FILE
+
+    cls = tf_inception.FeatureExtractorInceptionV3
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
+    mp.setattr(cls, "load_state_dict", lambda self, *a, **k: None)
+    try:
+        torch.manual_seed(0)
+        net = cls("inception-v3-compat", ["2048"])
+    finally:
+        mp.undo()
+    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
+    torch.save(net.state_dict(), path)
+    return path
