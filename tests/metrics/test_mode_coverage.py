@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -241,7 +242,10 @@ def _gloo_worker(rank: int, port: int, queue) -> None:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_sync() -> None:
+def test_two_process_gloo_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Spawned workers import this module by name; put the repo first on their path so
+    # ``tests`` is ours, not a ``tests`` package some dependency installed.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     mp.start_processes(_gloo_worker, args=(_free_port(), queue), nprocs=2, start_method="spawn")
