@@ -14,6 +14,7 @@ the critic a classifier head).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -29,6 +30,46 @@ from mgan_lightning.nets.mlp import MLP
 def default_adam(params) -> torch.optim.Optimizer:
     """Adam(lr 2e-4, betas (0.5, 0.999)), the DCGAN setting most GAN papers use."""
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+def object_config(obj: object) -> dict | None:
+    """``{"class_path", "init_args"}`` of ``obj`` when every ``__init__`` argument is an
+    attribute of the same name with a plain (YAML) value; ``None`` otherwise."""
+    plain = (type(None), bool, int, float, str)
+
+    def is_plain(v) -> bool:
+        return isinstance(v, plain) or (
+            isinstance(v, (list, tuple)) and all(is_plain(x) for x in v)
+        )
+
+    init_args = {}
+    for name, p in list(inspect.signature(type(obj).__init__).parameters.items())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or not is_plain(getattr(obj, name, ())):
+            return None
+        init_args[name] = getattr(obj, name)
+    return {
+        "class_path": f"{type(obj).__module__}.{type(obj).__qualname__}",
+        "init_args": init_args,
+    }
+
+
+def hparams_as_config(hparams) -> None:
+    """Replace architecture / prior objects in ``hparams`` by their ``class_path`` configs, as
+    LightningCLI does. Otherwise a checkpoint made from Python pickles the objects, and
+    ``load_from_checkpoint`` / ``Trainer.fit(ckpt_path=...)`` fail under torch's default
+    ``weights_only=True``. Objects that cannot be described are kept as they are."""
+    if "_instantiator" in hparams:  # built by LightningCLI: already plain configs
+        return
+    configs = {}
+    for key, value in hparams.items():
+        if isinstance(value, (Architecture, LatentPrior)):
+            config = object_config(value)
+            if config is None:
+                return
+            configs[key] = config
+    if configs:
+        hparams.update(configs)
+        hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -81,6 +122,7 @@ class GANMethod(LightningModule):
         if not sample_shape or min(sample_shape) < 1:
             raise ValueError(f"model.sample_shape must be positive sizes, got {sample_shape}")
         self.save_hyperparameters(ignore=["optimizer_g", "optimizer_d"])
+        hparams_as_config(self.hparams)
         self.automatic_optimization = False
         self.sample_shape = tuple(sample_shape)
         self.num_generators = num_generators
