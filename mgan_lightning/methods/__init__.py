@@ -2,5 +2,7 @@
 
 from mgan_lightning.methods.base import GANMethod, NonFiniteLossError
 from mgan_lightning.methods.gan import GAN
+from mgan_lightning.methods.mgan import MGAN
+from mgan_lightning.methods.mimgan import MIMGAN
 
-__all__ = ["GANMethod", "GAN", "NonFiniteLossError"]
+__all__ = ["GANMethod", "GAN", "MGAN", "MIMGAN", "NonFiniteLossError"]

@@ -10,15 +10,19 @@ class Critic(nn.Module):
     """Discriminator D and classifier C sharing every layer but the last (MGAN, sec. 3.1).
 
     ``forward(x)`` returns ``(d_logits[N], c_logits[N, num_classes] or None)``.
-    The classifier head is created last, so a critic with and without it starts from the
-    same body and D-head weights for the same seed.
+    The classifier head draws its initial weights from a forked random state, so adding it
+    changes no other random draw: a K=1 MGAN and a GAN from the same seed start from the
+    same weights and then see the same data order and latents.
     """
 
     def __init__(self, body: nn.Module, feature_dim: int, num_classes: int = 0) -> None:
         super().__init__()
         self.body = body
         self.real_fake = nn.Linear(feature_dim, 1)
-        self.classifier = nn.Linear(feature_dim, num_classes) if num_classes > 0 else None
+        self.classifier: nn.Linear | None = None
+        if num_classes > 0:
+            with torch.random.fork_rng(devices=[]):
+                self.classifier = nn.Linear(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.body(x)

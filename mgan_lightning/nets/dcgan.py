@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from mgan_lightning.nets.architecture import Architecture
@@ -102,5 +103,9 @@ class DCGAN(Architecture):
             c *= 2
         layers.append(nn.Flatten())
         critic = Critic(nn.Sequential(*layers), c * start * start, num_classes)
-        dcgan_init(critic)
+        dcgan_init(critic.body)
+        dcgan_init(critic.real_fake)
+        if critic.classifier is not None:
+            with torch.random.fork_rng(devices=[]):  # see Critic: the head costs no draws
+                dcgan_init(critic.classifier)
         return critic
