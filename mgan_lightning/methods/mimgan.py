@@ -1,0 +1,175 @@
+"""MIM-GAN: K generators kept apart by a mutual-information penalty (Li et al., KBS 2021)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from mgan_lightning import losses
+from mgan_lightning.latent import LatentPrior
+from mgan_lightning.methods.base import default_adam
+from mgan_lightning.methods.mgan import MGAN
+from mgan_lightning.nets.architecture import Architecture
+
+MIEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def import_path(obj: object) -> str | None:
+    """``"package.module.name"`` if importing that path gives back ``obj``, else ``None``."""
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not name or "<" in name:
+        return None
+    try:
+        return f"{module}.{name}" if import_object(f"{module}.{name}") is obj else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def import_object(path: str) -> object:
+    """The object a dotted import path names (``"mgan_lightning.losses.mutual_information"``)."""
+    module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not a dotted import path")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+class MIMGAN(MGAN):
+    """Mutual-information-minimising multi-generator GAN (Li, Liang, Neuman, Chen, Cui;
+    Knowledge-Based Systems 2021), **as we read it**: the paper's abstract describes the
+    method (K generators, one classifier, one discriminator; the mutual information
+    between each generator and every other one, computed from the classifier's
+    probabilities, is added to that generator's loss and minimised), but we found
+    neither its formulas nor code. Our reading (METHODS.md):
+
+        z ~ prior, the same z_1..z_n fed to every generator
+        Y_k(z) = softmax(C(G_k(z)))              C's soft category of G_k's sample
+        P_kj   = (1/n) sum_i Y_k(z_i) Y_j(z_i)^T  joint of (Y_k, Y_j), a K x K matrix
+        I(Y_k; Y_j) = sum P_kj log(P_kj / (p_k p_j^T))   p_k, p_j its marginals
+
+        D/C step:  as in MGAN (BCE real/fake + C's generator-classification loss)
+        G step:    (1/K) sum_k [ L_adv(G_k) + lam * sum_{j != k} I(Y_k; Y_j) ]
+                   (+ beta * L_C if keep_classifier_term)
+
+    The penalty sums MI over all ordered pairs, so each pair's MI counts for both of its
+    generators; it is averaged over k with the same weights pi_k = 1/K as the
+    adversarial loss. Two generators that send the same z to the same categories share
+    information; generators that keep to their own manifold share none. C is trained as
+    in MGAN (which generator made this sample), so the categories are generator
+    identities.
+
+    Args:
+        lam: weight of the mutual-information penalty in G's loss.
+        keep_classifier_term: also keep MGAN's ``beta * L_C`` term in G's loss.
+        mi_estimator: ``(probs_a[..., n, K], probs_b[..., n, K]) -> I[...]``, called once
+            with every ordered pair of generators stacked in the leading dimension.
+            Default: :func:`mgan_lightning.losses.mutual_information` (plug-in estimate);
+            set any importable function (its import path) or a callable object in the
+            config. An importable function is stored in the hyperparameters by its path, so
+            checkpoints load with ``torch.load(weights_only=True)``.
+        same_latent: must stay true: the MI pairs samples made from the same z.
+
+    The other arguments are :class:`MGAN`'s (the classifier is MGAN's general K-way one).
+    """
+
+    def __init__(
+        self,
+        sample_shape: Sequence[int] = (2,),
+        num_generators: int = 4,
+        latent_dim: int = 64,
+        architecture: Architecture | None = None,
+        prior: LatentPrior | None = None,
+        fake_per_generator: int | None = None,
+        same_latent: bool = True,
+        n_critic: int = 1,
+        optimizer_g: OptimizerCallable = default_adam,
+        optimizer_d: OptimizerCallable = default_adam,
+        detect_nan: bool = True,
+        beta: float = 0.01,
+        lam: float = 1.0,
+        keep_classifier_term: bool = False,
+        mi_estimator: MIEstimator | str = losses.mutual_information,
+    ) -> None:
+        if not same_latent:
+            raise ValueError(
+                "model.same_latent must be true for MIMGAN: the mutual information pairs "
+                "the samples the generators make from the same z"
+            )
+        if not lam >= 0:
+            raise ValueError(f"model.lam must be >= 0, got {lam}")
+        estimator: object = mi_estimator
+        if isinstance(mi_estimator, str):  # an import path, e.g. from a checkpoint
+            try:
+                estimator = import_object(mi_estimator)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(
+                    f"model.mi_estimator: cannot import {mi_estimator!r} ({err})"
+                ) from err
+        if not callable(estimator):
+            raise ValueError(f"model.mi_estimator must be callable, got {mi_estimator!r}")
+        self.lam = float(lam)
+        self.keep_classifier_term = keep_classifier_term
+        super().__init__(
+            sample_shape=sample_shape,
+            num_generators=num_generators,
+            latent_dim=latent_dim,
+            architecture=architecture,
+            prior=prior,
+            fake_per_generator=fake_per_generator,
+            same_latent=same_latent,
+            n_critic=n_critic,
+            optimizer_g=optimizer_g,
+            optimizer_d=optimizer_d,
+            detect_nan=detect_nan,
+            beta=beta,
+            diversity="general",
+        )
+        self.mi_estimator: MIEstimator = estimator  # after Module.__init__: may be a Module
+        path = import_path(estimator)
+        if path is not None and "mi_estimator" in self.hparams:
+            self.hparams["mi_estimator"] = path
+
+    def pairwise_mutual_information(
+        self, class_logits: torch.Tensor, generator_index: torch.Tensor
+    ) -> torch.Tensor:
+        """``I(Y_k; Y_j)`` for every ordered pair k != j, shape ``(K, K)`` (diagonal 0).
+
+        ``class_logits`` are C's logits on a fake batch laid out as ``fake_batch`` makes
+        it: generator-major, each generator's samples in z order."""
+        k = self.num_generators
+        n = len(generator_index) // k
+        expected = torch.arange(k, device=generator_index.device).repeat_interleave(n)
+        if len(generator_index) != k * n or not torch.equal(generator_index, expected):
+            raise ValueError(
+                "MIMGAN needs the fake batch generator-major with equally many samples per "
+                "generator (as GANMethod.fake_batch makes it)"
+            )
+        probs = class_logits.softmax(-1).reshape(k, n, -1)  # Y_k(z_i): (K, n, K)
+        off_diagonal = ~torch.eye(k, dtype=torch.bool, device=probs.device)
+        rows, cols = off_diagonal.nonzero(as_tuple=True)
+        mi = torch.zeros(k, k, dtype=probs.dtype, device=probs.device)
+        if len(rows):
+            mi = mi.index_put((rows, cols), self.mi_estimator(probs[rows], probs[cols]))
+        return mi
+
+    def generator_loss(self, fake, generator_index, z):
+        """Fool D, and share as little information with the other generators as possible."""
+        fake_logits, class_logits = self.critic(fake)
+        adversarial = losses.generator_loss_nonsaturating(fake_logits)
+        mi = self.pairwise_mutual_information(class_logits, generator_index)
+        k = self.num_generators
+        penalty = mi.sum() / k  # (1/K) sum_k sum_{j != k} I(Y_k; Y_j)
+        loss = adversarial + self.lam * penalty
+        logs = {
+            "loss/g": adversarial,
+            "loss/g_mi": penalty,
+            "mi/mean_pair": mi.sum() / max(k * (k - 1), 1),
+        }
+        if self.keep_classifier_term:
+            diversity = self.classifier_loss(class_logits, generator_index)
+            loss = loss + self.beta * diversity
+            logs["loss/g_diversity"] = diversity
+        logs["loss/g_total"] = loss
+        return loss, logs
