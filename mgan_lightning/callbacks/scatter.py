@@ -41,7 +41,8 @@ def render_scatter(
     title: str = "",
     size: int = 512,
 ) -> Image.Image:
-    """Scatter ``points[N, 2]``; colour ``i`` is generator ``i``; modes are black crosses."""
+    """Scatter ``points[N, 2]``; colour ``i`` is generator ``i``; modes are thin black crosses
+    drawn under the points."""
     points = points.detach().float().cpu()
     index = (
         torch.zeros(len(points), dtype=torch.long)
@@ -60,15 +61,15 @@ def render_scatter(
         return pad + (x - x0) / (x1 - x0) * plot, top + pad + (y1 - y) / (y1 - y0) * plot
 
     draw.rectangle([pad, top + pad, pad + plot, top + pad + plot], outline="black")
+    if modes is not None:  # drawn first and thin, so the samples on a mode stay visible
+        for x, y in modes.tolist():
+            u, v = to_pixel(x, y)
+            draw.line([u - 7, v, u + 7, v], fill="black", width=1)
+            draw.line([u, v - 7, u, v + 7], fill="black", width=1)
     for (x, y), k in zip(points.tolist(), index.tolist()):
         if x0 <= x <= x1 and y0 <= y <= y1:
             u, v = to_pixel(x, y)
-            draw.ellipse([u - 1.5, v - 1.5, u + 1.5, v + 1.5], fill=PALETTE[k % len(PALETTE)])
-    if modes is not None:
-        for x, y in modes.tolist():
-            u, v = to_pixel(x, y)
-            draw.line([u - 5, v, u + 5, v], fill="black", width=2)
-            draw.line([u, v - 5, u, v + 5], fill="black", width=2)
+            draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=PALETTE[k % len(PALETTE)])
     draw.text((pad, 4), title, fill="black", font=font)
     generators = int(index.max()) + 1 if len(index) else 0
     if generators > 1:
