@@ -1,0 +1,230 @@
+"""Collect ``benchmarks/results/*.json`` (written by ``coverage.py``) into one report.
+
+Writes ``benchmarks/results/coverage.md``: one table per data set with our methods (mean +-
+standard error over seeds, and how many seeds covered every mode) beside the published rows of
+PacGAN Table 1 (Lin et al. 2018, 10 trials, their own networks and budget), each of our rows
+with the command that reproduces it; and ``benchmarks/results/coverage.png``: one bar chart per
+metric and data set, our per-seed values as dots.
+
+    python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+# PacGAN Table 1 (Lin, Khetan, Fanti, Oh; NeurIPS 2018), as quoted in METHODS.md:
+# (modes, s.e.), (high-quality %, s.e.), (reverse KL, s.e.); 10 trials each.
+PUBLISHED: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
+    "ring": {
+        "GAN": ((6.3, 0.5), (98.2, 0.2), (0.45, 0.09)),
+        "ALI": ((6.6, 0.3), (97.6, 0.4), (0.36, 0.04)),
+        "PacGAN2": ((7.9, 0.1), (95.6, 2.0), (0.07, 0.03)),
+        "PacGAN3": ((7.8, 0.1), (97.7, 0.3), (0.10, 0.02)),
+        "PacGAN4": ((7.8, 0.1), (95.9, 1.4), (0.07, 0.02)),
+    },
+    "grid": {
+        "GAN": ((17.3, 0.8), (94.8, 0.7), (0.70, 0.07)),
+        "ALI": ((24.1, 0.4), (95.7, 0.6), (0.14, 0.03)),
+        "PacGAN2": ((23.8, 0.7), (91.3, 0.8), (0.13, 0.04)),
+        "PacGAN3": ((24.6, 0.4), (94.2, 0.4), (0.06, 0.02)),
+        "PacGAN4": ((24.8, 0.2), (93.6, 0.6), (0.04, 0.01)),
+    },
+}
+DATA_TITLES = {
+    "ring": "2D ring: 8 Gaussians on a circle of radius 1, std 0.01",
+    "grid": "2D grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
+}
+METRICS = (  # key in "summary", column title, decimals, per-seed value
+    ("modes", "modes covered", 1, lambda r: r["modes"]),
+    ("high_quality_percent", "high-quality %", 1, lambda r: 100 * r["high_quality"]),
+    ("reverse_kl", "reverse KL", 2, lambda r: r["reverse_kl"]),
+)
+
+
+def load_results(folder: Path) -> list[dict]:
+    results = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(result, dict) and result.get("per_seed"):
+            result["_file"] = path.name
+            results.append(result)
+    return results
+
+
+def fmt(stat: dict, digits: int) -> str:
+    if stat.get("mean") is None:
+        return "n/a"
+    text = f"{stat['mean']:.{digits}f} ± {stat['se']:.{digits}f}"
+    return text
+
+
+def budget(result: dict) -> str:
+    steps = {r.get("generator_steps") for r in result["per_seed"]}
+    steps.discard(None)
+    if not steps:
+        return "?"
+    return "/".join(f"{s:,}" for s in sorted(steps)) + " G steps"
+
+
+def method_label(result: dict) -> str:
+    label = result.get("method", "?")
+    if result.get("overrides"):
+        label += " (" + " ".join(result["overrides"]) + ")"
+    return label
+
+
+def per_seed_line(result: dict) -> str:
+    rows = sorted(result["per_seed"], key=lambda r: r["seed"])
+    modes = ", ".join(f"{r['seed']}: {r['modes']:.0f}" for r in rows)
+    hq = ", ".join(f"{100 * r['high_quality']:.1f}" for r in rows)
+    kl = ", ".join("nan" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}"
+                   for r in rows)
+    return (f"- **{method_label(result)}** modes by seed ({modes}); high-quality % ({hq}); "
+            f"reverse KL ({kl})")
+
+
+def markdown(results: list[dict], plot_name: str | None) -> str:
+    by_data: dict[str, list[dict]] = {}
+    for r in results:
+        by_data.setdefault(r.get("data") or "other", []).append(r)
+    order = [d for d in ("ring", "grid") if d in by_data or d in PUBLISHED]
+    order += sorted(d for d in by_data if d not in order)
+    lines = [
+        "# Mode coverage on the 2D synthetic benchmarks",
+        "",
+        "Protocol (VEEGAN / PacGAN): 2,500 samples of the final model; a sample is high quality "
+        "if it lies within 3 standard deviations of its nearest mode; a mode is covered if at "
+        "least one high-quality sample has it as nearest mode; reverse KL is KL(histogram of the "
+        "high-quality samples over modes || uniform). Mean ± standard error over seeds.",
+        "",
+        "Rows marked **published** are copied from PacGAN Table 1 (Lin et al. 2018; 10 trials "
+        "each) via METHODS.md and were not rerun here. Their budget, from the authors' configs "
+        "(fjxmlzn/PacGAN, synthetic_data_experiments): a 4x400 ReLU+BN generator, a 3x200 "
+        "maxout (5 pieces) discriminator, z = 2, Adam lr 1e-4 (beta1 0.8), batch 100, 400 "
+        "epochs of 100,000 points (400,000 iterations). Our rows use the budget in their own "
+        "column and the networks of the config they name (for `gan`: 128x2 MLPs, Adam 1e-3, "
+        "batch 256), so a difference from a published row is not a reproduction result.",
+        "",
+        "Generated by `python benchmarks/report.py` from `benchmarks/results/*.json`.",
+    ]
+    for data in order:
+        ours = sorted(by_data.get(data, []), key=lambda r: r.get("method", ""))
+        total = next((r.get("total_modes") for r in ours if r.get("total_modes")), None)
+        if total is None:
+            total = {"ring": 8, "grid": 25}.get(data)
+        lines += ["", f"## {DATA_TITLES.get(data, data)}", ""]
+        lines += [
+            f"| method | source | seeds | modes (of {total}) | high-quality % | reverse KL "
+            "| seeds with all modes | budget | wall s / run |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in ours:
+            s = r["summary"]
+            n = len(r["per_seed"])
+            partial = "" if r.get("complete", True) else f" (of {len(r['seeds_requested'])})"
+            lines.append(
+                f"| {method_label(r)} | ours, `{r['config']}` | {n}{partial} | "
+                + " | ".join(fmt(s[key], d) for key, _, d, _ in METRICS)
+                + f" | {r['seeds_all_modes']}/{n} | {budget(r)} | "
+                f"{fmt(s['wall_seconds'], 0)} |"
+            )
+        for name, values in PUBLISHED.get(data, {}).items():
+            cells = [f"{m:.{d}f} ± {e:.{d}f}" for (m, e), (_, _, d, _) in zip(values, METRICS)]
+            lines.append(f"| {name} | **published**, PacGAN Table 1 | 10 | " + " | ".join(cells)
+                         + " | not reported | PacGAN's | |")
+        if ours:
+            lines += ["", "Per seed:", ""] + [per_seed_line(r) for r in ours]
+            lines += ["", "Reproduce:", ""]
+            for r in ours:
+                commit = r.get("git_commit", "?")[:10]
+                dirty = " (with uncommitted changes)" if r.get("git_dirty_files") else ""
+                lines.append(f"- {method_label(r)}: `{r['command']}` "
+                             f"(commit {commit}{dirty}; each seed runs `{r['train_command']}`)")
+            failed = {k: v for r in ours for k, v in r.get("failed", {}).items()}
+            if failed:
+                lines += ["", f"Failed seeds: {', '.join(sorted(failed))}."]
+    if plot_name:
+        lines += ["", f"![mode coverage]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datas = [d for d in ("ring", "grid") if any(r.get("data") == d for r in results)]
+    datas += sorted({r.get("data") for r in results} - set(datas) - {None})
+    if not datas:
+        return
+    fig, axes = plt.subplots(len(datas), len(METRICS), figsize=(4.2 * len(METRICS),
+                                                                  3.6 * len(datas)),
+                             squeeze=False)
+    for row, data in enumerate(datas):
+        ours = sorted((r for r in results if r.get("data") == data),
+                      key=lambda r: r.get("method", ""))
+        published = PUBLISHED.get(data, {})
+        labels = [f"{method_label(r)}\n(ours, n={len(r['per_seed'])})" for r in ours]
+        labels += [f"{n}\n(published)" for n in published]
+        for col, (key, title, _, value) in enumerate(METRICS):
+            ax = axes[row][col]
+            means, errors, colours = [], [], []
+            for r in ours:
+                stat = r["summary"][key]
+                means.append(stat["mean"] if stat["mean"] is not None else float("nan"))
+                errors.append(stat["se"] or 0.0)
+                colours.append("tab:blue")
+            for values in published.values():
+                mean, se = values[col]
+                means.append(mean)
+                errors.append(se)
+                colours.append("lightgray")
+            x = list(range(len(means)))
+            ax.bar(x, means, yerr=errors, color=colours, edgecolor="black", capsize=3)
+            for i, r in enumerate(ours):  # every seed as a dot
+                seeds = [value(s) for s in r["per_seed"]]
+                ax.scatter([i] * len(seeds), seeds, color="black", s=10, zorder=3, alpha=0.7)
+            if key == "modes":
+                total = next((r.get("total_modes") for r in ours if r.get("total_modes")),
+                             {"ring": 8, "grid": 25}.get(data))
+                if total:
+                    ax.axhline(total, color="tab:green", linestyle="--", linewidth=1)
+            ax.set_xticks(x)
+            ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"{data}: {title}", fontsize=10)
+        axes[row][0].set_ylabel("mean ± s.e. (blue: ours, dots: seeds;\ngrey: PacGAN Table 1)",
+                                fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(RESULTS), help="folder of result JSON files")
+    parser.add_argument("--out", default=None, help="markdown path (default <results>/coverage.md)")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    folder = Path(args.results)
+    results = load_results(folder)
+    out = Path(args.out) if args.out else folder / "coverage.md"
+    plot_path = out.with_suffix(".png")
+    if not args.no_plot and results:
+        plot(results, plot_path)
+    out.write_text(markdown(results, None if args.no_plot or not results else plot_path.name))
+    print(f"{len(results)} result files -> {out}" + ("" if args.no_plot else f", {plot_path}"))
+
+
+if __name__ == "__main__":
+    main()
