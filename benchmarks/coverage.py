@@ -54,13 +54,18 @@ CALLBACK_LINE = re.compile(
 # ------------------------------------------------------------------ helpers
 def git_commit() -> dict[str, object]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD").strip(),
-                "dirty_files": [line.strip() for line in
-                                git("status", "--porcelain", "--untracked-files=no").splitlines()]}
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty_files": [
+                line.strip()
+                for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+            ],
+        }
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty_files": []}
 
@@ -104,13 +109,20 @@ def parse_callback_line(log_text: str) -> dict[str, float] | None:
     if not matches:
         return None
     step, samples, modes, total, hq, kl = matches[-1]
-    return {"generator_step": int(step), "num_samples": int(samples), "modes": float(modes),
-            "total_modes": int(total), "high_quality": float(hq) / 100, "reverse_kl": float(kl)}
+    return {
+        "generator_step": int(step),
+        "num_samples": int(samples),
+        "modes": float(modes),
+        "total_modes": int(total),
+        "high_quality": float(hq) / 100,
+        "reverse_kl": float(kl),
+    }
 
 
 # ------------------------------------------------------------- evaluation
-def evaluate(config: str, seed: int, run_dir: str, checkpoint: str, num_samples: int,
-             overrides: list[str]) -> dict[str, object]:
+def evaluate(
+    config: str, seed: int, run_dir: str, checkpoint: str, num_samples: int, overrides: list[str]
+) -> dict[str, object]:
     """Rebuild model and data from the config, load ``checkpoint``, score ``num_samples``.
 
     Runs in its own process (``coverage.py _evaluate ...``) with one thread."""
@@ -121,16 +133,25 @@ def evaluate(config: str, seed: int, run_dir: str, checkpoint: str, num_samples:
     from mgan_lightning.metrics.mode_coverage import assign_modes
 
     torch.set_num_threads(1)
-    cli = build_cli(["--config", config, f"--seed_everything={seed}",
-                     f"--trainer.default_root_dir={run_dir}", *overrides], run=False)
+    cli = build_cli(
+        [
+            "--config",
+            config,
+            f"--seed_everything={seed}",
+            f"--trainer.default_root_dir={run_dir}",
+            *overrides,
+        ],
+        run=False,
+    )
     model, data = cli.model, cli.datamodule
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(state["state_dict"])
     if getattr(data, "modes", None) is None:
         data.setup("fit")
     if getattr(data, "modes", None) is None or getattr(data, "mode_std", None) is None:
-        raise SystemExit(f"{type(data).__name__} has no known modes: mode coverage needs e.g. "
-                         "GaussianMixture2D")
+        raise SystemExit(
+            f"{type(data).__name__} has no known modes: mode coverage needs e.g. GaussianMixture2D"
+        )
     metric = ModeCoverage(data.modes, data.mode_std, getattr(data, "mode_weights", None))
     torch.manual_seed(10_000 + seed)  # evaluation noise: fixed per seed, apart from training's
     model.eval()
@@ -166,15 +187,19 @@ class Benchmark:
         self.config = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config
         self.config_text = config.read_text()
         self.config_hash = hashlib.sha256(
-            (self.config_text + "\0" + "\0".join(overrides)).encode()).hexdigest()[:16]
+            (self.config_text + "\0" + "\0".join(overrides)).encode()
+        ).hexdigest()[:16]
         data = self.config.parent.name
         method = self.config.stem
         self.name = args.name or f"{data}_{method}"
         self.data, self.method = data, method
         self.run_root = Path(args.run_dir or ROOT / "runs" / "benchmarks" / self.name).resolve()
         self.out = Path(args.out or RESULTS / f"{self.name}.json").resolve()
-        self.seeds = (list(args.seed_list) if args.seed_list
-                      else list(range(args.first_seed, args.first_seed + args.seeds)))
+        self.seeds = (
+            list(args.seed_list)
+            if args.seed_list
+            else list(range(args.first_seed, args.first_seed + args.seeds))
+        )
         self.records: dict[int, dict] = {}
         self.failures: dict[int, str] = {}
         self.lock = threading.Lock()
@@ -191,9 +216,15 @@ class Benchmark:
             prefix = ["mgan"]
         else:
             prefix = mgan_command()
-        return [*prefix, "fit", "--config", str(self.config),
-                f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}",
-                *self.overrides]
+        return [
+            *prefix,
+            "fit",
+            "--config",
+            str(self.config),
+            f"--seed_everything={seed}",
+            f"--trainer.default_root_dir={run_dir}",
+            *self.overrides,
+        ]
 
     def run_seed(self, seed: int) -> dict:
         run_dir = self.run_root / f"seed{seed}"
@@ -213,22 +244,37 @@ class Benchmark:
         log_path = run_dir / "train.log"
         start = time.perf_counter()
         with open(log_path, "w") as log:
-            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - start
         log_text = log_path.read_text(errors="replace")
         if proc.returncode != 0:
             tail = "\n".join(log_text.splitlines()[-15:])
-            raise RuntimeError(f"seed {seed}: mgan fit exited {proc.returncode}; "
-                               f"log {log_path}:\n{tail}")
+            raise RuntimeError(
+                f"seed {seed}: mgan fit exited {proc.returncode}; log {log_path}:\n{tail}"
+            )
         checkpoint = find_checkpoint(run_dir)
         if checkpoint is None:
-            raise RuntimeError(f"seed {seed}: no checkpoint under {run_dir}; the config needs a "
-                               "ModelCheckpoint (save_last: true) or enable_checkpointing")
-        eval_cmd = [sys.executable, str(Path(__file__).resolve()), "_evaluate",
-                    "--config", str(self.config), "--seed", str(seed),
-                    "--run-dir", str(run_dir), "--checkpoint", str(checkpoint),
-                    "--num-samples", str(self.args.num_samples), "--", *self.overrides]
+            raise RuntimeError(
+                f"seed {seed}: no checkpoint under {run_dir}; the config needs a "
+                "ModelCheckpoint (save_last: true) or enable_checkpointing"
+            )
+        eval_cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_evaluate",
+            "--config",
+            str(self.config),
+            "--seed",
+            str(seed),
+            "--run-dir",
+            str(run_dir),
+            "--checkpoint",
+            str(checkpoint),
+            "--num-samples",
+            str(self.args.num_samples),
+            "--",
+            *self.overrides,
+        ]
         ev = subprocess.run(eval_cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if ev.returncode != 0:
             raise RuntimeError(f"seed {seed}: evaluation failed:\n{ev.stderr[-3000:]}")
@@ -245,8 +291,9 @@ class Benchmark:
             "callback_train_end": parse_callback_line(log_text),
             "train_command": shlex.join(self.train_command(seed, display=True)),
             "executed": shlex.join(command),
-            "checkpoint": str(checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT)
-                              else checkpoint),
+            "checkpoint": str(
+                checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
+            ),
             "method_class": result["method_class"],
             "data_class": result["data_class"],
             "data_preset": result["data_preset"],
@@ -271,20 +318,29 @@ class Benchmark:
             "config": str(self.config),
             "config_sha256_16": self.config_hash,
             "overrides": self.overrides,
-            "command": "python " + shlex.join(
-                [str(Path(sys.argv[0]).resolve().relative_to(ROOT))
-                 if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else sys.argv[0],
-                 *sys.argv[1:]]),
-            "train_command": (shlex.join(self.train_command(0, display=True)).replace(
-                "--seed_everything=0", "--seed_everything=SEED").replace("seed0", "seedSEED")),
+            "command": "python "
+            + shlex.join(
+                [
+                    str(Path(sys.argv[0]).resolve().relative_to(ROOT))
+                    if Path(sys.argv[0]).resolve().is_relative_to(ROOT)
+                    else sys.argv[0],
+                    *sys.argv[1:],
+                ]
+            ),
+            "train_command": (
+                shlex.join(self.train_command(0, display=True))
+                .replace("--seed_everything=0", "--seed_everything=SEED")
+                .replace("seed0", "seedSEED")
+            ),
             "git_commit": self.git["commit"],
             "git_dirty_files": self.git["dirty_files"],
             # seeds reused from earlier runs keep the commit they were trained at
-            "git_commits_of_seeds": sorted({r["git_commit"] for r in records
-                                            if r.get("git_commit")}),
+            "git_commits_of_seeds": sorted(
+                {r["git_commit"] for r in records if r.get("git_commit")}
+            ),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-                       f"{platform.python_version()}, torch {torch.__version__}, lightning "
-                       f"{lightning.__version__}",
+            f"{platform.python_version()}, torch {torch.__version__}, lightning "
+            f"{lightning.__version__}",
             "threads_per_run": self.args.threads,
             "parallel_jobs": self.args.jobs,
             "protocol": {
@@ -317,8 +373,11 @@ class Benchmark:
         tmp.replace(self.out)
 
     def run(self) -> int:
-        print(f"{self.name}: {len(self.seeds)} seeds, {self.args.jobs} at once, runs under "
-              f"{self.run_root}", flush=True)
+        print(
+            f"{self.name}: {len(self.seeds)} seeds, {self.args.jobs} at once, runs under "
+            f"{self.run_root}",
+            flush=True,
+        )
         print("  each: " + shlex.join(self.train_command(self.seeds[0])), flush=True)
         with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
             futures = {pool.submit(self.run_seed, s): s for s in self.seeds}
@@ -332,10 +391,13 @@ class Benchmark:
                         print(f"  seed {seed}: FAILED: {error}", flush=True)
                     else:
                         self.records[seed] = r
-                        print(f"  seed {seed}: modes {r['modes']:.0f}/{r['total_modes']}, "
-                              f"high quality {100 * r['high_quality']:.1f}%, reverse KL "
-                              f"{r['reverse_kl']:.3f}, {r['wall_seconds']:.0f} s"
-                              + (" (reused)" if r.get("reused") else ""), flush=True)
+                        print(
+                            f"  seed {seed}: modes {r['modes']:.0f}/{r['total_modes']}, "
+                            f"high quality {100 * r['high_quality']:.1f}%, reverse KL "
+                            f"{r['reverse_kl']:.3f}, {r['wall_seconds']:.0f} s"
+                            + (" (reused)" if r.get("reused") else ""),
+                            flush=True,
+                        )
                     if self.records:
                         self.write()
         if self.records:
@@ -346,10 +408,13 @@ class Benchmark:
                     return "n/a"
                 return f"{m['mean']:.{digits}f} +- {m['se']:.{digits}f}"
 
-            print(f"{self.name}: modes {fmt(s['modes'], 1)}, high quality "
-                  f"{fmt(s['high_quality_percent'], 1)}%, reverse KL {fmt(s['reverse_kl'], 2)}, "
-                  f"{self.summary()['seeds_all_modes']}/{len(self.records)} seeds all modes; "
-                  f"wrote {self.out}", flush=True)
+            print(
+                f"{self.name}: modes {fmt(s['modes'], 1)}, high quality "
+                f"{fmt(s['high_quality_percent'], 1)}%, reverse KL {fmt(s['reverse_kl'], 2)}, "
+                f"{self.summary()['seeds_all_modes']}/{len(self.records)} seeds all modes; "
+                f"wrote {self.out}",
+                flush=True,
+            )
         return 1 if self.failures else 0
 
 
@@ -359,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1:]
+        argv, overrides = argv[:cut], argv[cut + 1 :]
 
     if argv and argv[0] == "_evaluate":  # internal: one evaluation in its own process
         p = argparse.ArgumentParser(prog="coverage.py _evaluate")
@@ -369,12 +434,17 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--checkpoint", required=True)
         p.add_argument("--num-samples", type=int, default=2500)
         a = p.parse_args(argv[1:])
-        print(json.dumps(evaluate(a.config, a.seed, a.run_dir, a.checkpoint, a.num_samples,
-                                  overrides)))
+        print(
+            json.dumps(
+                evaluate(a.config, a.seed, a.run_dir, a.checkpoint, a.num_samples, overrides)
+            )
+        )
         return 0
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Arguments after -- go to `mgan fit` unchanged.")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Arguments after -- go to `mgan fit` unchanged.",
+    )
     p.add_argument("--config", required=True, help="e.g. configs/ring/gan.yaml")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are first..first+N-1")

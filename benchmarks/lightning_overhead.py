@@ -73,10 +73,16 @@ def ring_data(seed: int = 0) -> torch.Tensor:
 def plain_loop(data: torch.Tensor, steps: int, warmup: int, seed: int = 0) -> tuple[float, float]:
     """A plain PyTorch GAN loop; returns (wall, CPU) seconds spent on steps ``warmup..steps``."""
     torch.manual_seed(seed)
-    g = nn.Sequential(nn.Linear(2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                      nn.Linear(128, 2))
-    d = nn.Sequential(nn.Linear(2, 128), nn.LeakyReLU(0.2), nn.Linear(128, 128),
-                      nn.LeakyReLU(0.2), nn.Linear(128, 1))
+    g = nn.Sequential(
+        nn.Linear(2, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 2)
+    )
+    d = nn.Sequential(
+        nn.Linear(2, 128),
+        nn.LeakyReLU(0.2),
+        nn.Linear(128, 128),
+        nn.LeakyReLU(0.2),
+        nn.Linear(128, 1),
+    )
     opt_g = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=1e-3, betas=(0.5, 0.999))
     start, cpu = time.perf_counter(), time.process_time()
@@ -100,8 +106,12 @@ def plain_loop(data: torch.Tensor, steps: int, warmup: int, seed: int = 0) -> tu
 
 # ------------------------------------------------ the library's model, no Trainer
 def cli_args(steps: int, root: str) -> list[str]:
-    return ["--config", str(CONFIG), f"--trainer.max_steps={2 * steps}",
-            f"--trainer.default_root_dir={root}"]
+    return [
+        "--config",
+        str(CONFIG),
+        f"--trainer.max_steps={2 * steps}",
+        f"--trainer.default_root_dir={root}",
+    ]
 
 
 def module_loop(data: torch.Tensor, steps: int, warmup: int, root: str) -> tuple[float, float]:
@@ -217,14 +227,26 @@ def profile_plain(data: torch.Tensor, steps: int, warmup: int, path: Path) -> No
 
 # Parts of one Lightning training step, as (label, file suffix, function name, own time only).
 BREAKDOWN = (
-    ("whole loop iteration (training_epoch_loop.advance)", "loops/training_epoch_loop.py",
-     "advance", False),
+    (
+        "whole loop iteration (training_epoch_loop.advance)",
+        "loops/training_epoch_loop.py",
+        "advance",
+        False,
+    ),
     ("our training_step", "mgan_lightning/methods/base.py", "training_step", False),
     ("  self.log_dict", "lightning/pytorch/core/module.py", "log_dict", False),
-    ("  manual_backward (Lightning + autograd)", "lightning/pytorch/core/module.py",
-     "manual_backward", False),
-    ("    of which autograd (run_backward)", "~", "<method 'run_backward' of "
-     "'torch._C._EngineBase' objects>", True),
+    (
+        "  manual_backward (Lightning + autograd)",
+        "lightning/pytorch/core/module.py",
+        "manual_backward",
+        False,
+    ),
+    (
+        "    of which autograd (run_backward)",
+        "~",
+        "<method 'run_backward' of 'torch._C._EngineBase' objects>",
+        True,
+    ),
     ("  LightningOptimizer.step", "lightning/pytorch/core/optimizer.py", "step", False),
     ("    of which torch Adam.step", "torch/optim/adam.py", "step", False),
     ("  toggle_optimizer", "lightning/pytorch/core/module.py", "toggle_optimizer", False),
@@ -233,12 +255,20 @@ BREAKDOWN = (
     ("  our discriminator_loss", "mgan_lightning/methods/gan.py", "discriminator_loss", False),
     ("  our generator_loss", "mgan_lightning/methods/gan.py", "generator_loss", False),
     ("callback hooks (_call_callback_hooks)", "trainer/call.py", "_call_callback_hooks", False),
-    ("LightningModule hooks (_call_lightning_module_hook)", "trainer/call.py",
-     "_call_lightning_module_hook", False),
+    (
+        "LightningModule hooks (_call_lightning_module_hook)",
+        "trainer/call.py",
+        "_call_lightning_module_hook",
+        False,
+    ),
     ("next batch (Lightning data fetcher + DataLoader)", "loops/fetchers.py", "__next__", False),
     ("  of which DataLoader.__next__", "torch/utils/data/dataloader.py", "__next__", False),
-    ("logger connector: on_batch_end + update_train_step_metrics",
-     "logger_connector/logger_connector.py", "on_batch_end|update_train_step_metrics", False),
+    (
+        "logger connector: on_batch_end + update_train_step_metrics",
+        "logger_connector/logger_connector.py",
+        "on_batch_end|update_train_step_metrics",
+        False,
+    ),
 )
 
 
@@ -258,10 +288,15 @@ def breakdown(path: Path, steps: int) -> list[tuple[str, float]]:
 # -------------------------------------------------------------------------- main
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -281,12 +316,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="generator steps per rep")
     parser.add_argument("--warmup", type=int, default=100, help="steps excluded from timing")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--ablate-logging", action="store_true",
-                        help="also time the pre-change training_step that logs every step")
-    parser.add_argument("--profile", action="store_true",
-                        help="also run one cProfile'd fit and save its top functions")
-    parser.add_argument("--out", default=str(RESULTS / "lightning_overhead"),
-                        help="output path without extension")
+    parser.add_argument(
+        "--ablate-logging",
+        action="store_true",
+        help="also time the pre-change training_step that logs every step",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run one cProfile'd fit and save its top functions",
+    )
+    parser.add_argument(
+        "--out", default=str(RESULTS / "lightning_overhead"), help="output path without extension"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     data = ring_data()
@@ -307,18 +349,26 @@ def main(argv: list[str] | None = None) -> None:
                 "module": module_loop(data, args.steps, args.warmup, f"{tmp}/module{rep}"),
             }
             seconds["lightning"], wall, logger, callbacks, every = lightning_fit(
-                args.steps, args.warmup, f"{tmp}/fit{rep}")
+                args.steps, args.warmup, f"{tmp}/fit{rep}"
+            )
             if args.ablate_logging:
                 seconds["lightning_log_every_step"] = lightning_fit_logging_every_step(
-                    args.steps, args.warmup, f"{tmp}/fitlog{rep}")[0]
+                    args.steps, args.warmup, f"{tmp}/fitlog{rep}"
+                )[0]
             for k in loops:
                 rates["wall"][k].append(timed / seconds[k][0])
                 rates["cpu"][k].append(timed / seconds[k][1])
             fit_wall.append(wall)
             info = {"logger": logger, "log_every_n_steps": every, "callbacks": callbacks}
-            print(f"rep {rep}: " + ", ".join(
-                f"{k} {rates['wall'][k][-1]:.1f} (cpu {rates['cpu'][k][-1]:.1f}) steps/s"
-                for k in loops) + f", fit wall {wall:.1f} s", flush=True)
+            print(
+                f"rep {rep}: "
+                + ", ".join(
+                    f"{k} {rates['wall'][k][-1]:.1f} (cpu {rates['cpu'][k][-1]:.1f}) steps/s"
+                    for k in loops
+                )
+                + f", fit wall {wall:.1f} s",
+                flush=True,
+            )
         profile_text, parts = None, None
         if args.profile:
             prof, prof_plain = Path(tmp) / "fit.prof", Path(tmp) / "plain.prof"
@@ -327,12 +377,25 @@ def main(argv: list[str] | None = None) -> None:
             profile_text = profile_table(prof)
             parts = {
                 "lightning": breakdown(prof, timed),
-                "plain": [(label, ms) for label, ms in breakdown(prof_plain, timed)
-                          if "run_backward" in label or "Adam.step" in label]
-                + [("whole step (plain_loop)",
-                    1000 * sum(ct for (f, _, fn), (_, _, _, ct, _) in
-                               pstats.Stats(str(prof_plain)).stats.items()  # type: ignore
-                               if fn == "plain_loop") / timed)],
+                "plain": [
+                    (label, ms)
+                    for label, ms in breakdown(prof_plain, timed)
+                    if "run_backward" in label or "Adam.step" in label
+                ]
+                + [
+                    (
+                        "whole step (plain_loop)",
+                        1000
+                        * sum(
+                            ct
+                            for (f, _, fn), (_, _, _, ct, _) in pstats.Stats(
+                                str(prof_plain)
+                            ).stats.items()  # type: ignore
+                            if fn == "plain_loop"
+                        )
+                        / timed,
+                    )
+                ],
             }
     load_after = os.getloadavg()
 
@@ -344,8 +407,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "OMP_NUM_THREADS=1 " + shlex.join(["python", *sys.argv]),
         "git_commit": git_commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
-                   f"{torch.__version__}, lightning {lightning_version}, "
-                   f"threads {torch.get_num_threads()}",
+        f"{torch.__version__}, lightning {lightning_version}, "
+        f"threads {torch.get_num_threads()}",
         "load_average_before_after": [load_before[0], load_after[0]],
         "config": str(CONFIG.relative_to(ROOT)),
         "generator_steps_per_rep": args.steps,
@@ -384,9 +447,9 @@ def main(argv: list[str] | None = None) -> None:
         "plain": "plain PyTorch loop, nn.Sequential nets",
         "module": "same loop through `GAN`'s hooks and nets (no Trainer)",
         "lightning": f"`Trainer.fit` as `mgan fit` builds it ({info.get('logger')}, "
-                     f"log_every_n_steps {info.get('log_every_n_steps')}, no progress bar)",
+        f"log_every_n_steps {info.get('log_every_n_steps')}, no progress bar)",
         "lightning_log_every_step": "the same `Trainer.fit`, with `training_step` as before "
-                                    "the logging change (`self.log_dict` every step)",
+        "the logging change (`self.log_dict` every step)",
     }
     labels = {k: v for k, v in labels.items() if k in loops}
     for key, label in labels.items():

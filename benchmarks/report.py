@@ -87,10 +87,13 @@ def per_seed_line(result: dict) -> str:
     rows = sorted(result["per_seed"], key=lambda r: r["seed"])
     modes = ", ".join(f"{r['seed']}: {r['modes']:.0f}" for r in rows)
     hq = ", ".join(f"{100 * r['high_quality']:.1f}" for r in rows)
-    kl = ", ".join("nan" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}"
-                   for r in rows)
-    return (f"- **{method_label(result)}** modes by seed ({modes}); high-quality % ({hq}); "
-            f"reverse KL ({kl})")
+    kl = ", ".join(
+        "nan" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}" for r in rows
+    )
+    return (
+        f"- **{method_label(result)}** modes by seed ({modes}); high-quality % ({hq}); "
+        f"reverse KL ({kl})"
+    )
 
 
 def markdown(results: list[dict], plot_name: str | None) -> str:
@@ -140,16 +143,21 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
             )
         for name, values in PUBLISHED.get(data, {}).items():
             cells = [f"{m:.{d}f} ± {e:.{d}f}" for (m, e), (_, _, d, _) in zip(values, METRICS)]
-            lines.append(f"| {name} | **published**, PacGAN Table 1 | 10 | " + " | ".join(cells)
-                         + " | not reported | PacGAN's | |")
+            lines.append(
+                f"| {name} | **published**, PacGAN Table 1 | 10 | "
+                + " | ".join(cells)
+                + " | not reported | PacGAN's | |"
+            )
         if ours:
             lines += ["", "Per seed:", ""] + [per_seed_line(r) for r in ours]
             lines += ["", "Reproduce:", ""]
             for r in ours:
                 commit = r.get("git_commit", "?")[:10]
                 dirty = " (with uncommitted changes)" if r.get("git_dirty_files") else ""
-                lines.append(f"- {method_label(r)}: `{r['command']}` "
-                             f"(commit {commit}{dirty}; each seed runs `{r['train_command']}`)")
+                lines.append(
+                    f"- {method_label(r)}: `{r['command']}` "
+                    f"(commit {commit}{dirty}; each seed runs `{r['train_command']}`)"
+                )
             failed = {k: v for r in ours for k, v in r.get("failed", {}).items()}
             if failed:
                 lines += ["", f"Failed seeds: {', '.join(sorted(failed))}."]
@@ -168,12 +176,13 @@ def plot(results: list[dict], path: Path) -> None:
     datas += sorted({r.get("data") for r in results} - set(datas) - {None})
     if not datas:
         return
-    fig, axes = plt.subplots(len(datas), len(METRICS), figsize=(4.2 * len(METRICS),
-                                                                  3.6 * len(datas)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(datas), len(METRICS), figsize=(4.2 * len(METRICS), 3.6 * len(datas)), squeeze=False
+    )
     for row, data in enumerate(datas):
-        ours = sorted((r for r in results if r.get("data") == data),
-                      key=lambda r: r.get("method", ""))
+        ours = sorted(
+            (r for r in results if r.get("data") == data), key=lambda r: r.get("method", "")
+        )
         published = PUBLISHED.get(data, {})
         labels = [f"{method_label(r)}\n(ours, n={len(r['per_seed'])})" for r in ours]
         labels += [f"{n}\n(published)" for n in published]
@@ -196,15 +205,18 @@ def plot(results: list[dict], path: Path) -> None:
                 seeds = [value(s) for s in r["per_seed"]]
                 ax.scatter([i] * len(seeds), seeds, color="black", s=10, zorder=3, alpha=0.7)
             if key == "modes":
-                total = next((r.get("total_modes") for r in ours if r.get("total_modes")),
-                             {"ring": 8, "grid": 25}.get(data))
+                total = next(
+                    (r.get("total_modes") for r in ours if r.get("total_modes")),
+                    {"ring": 8, "grid": 25}.get(data),
+                )
                 if total:
                     ax.axhline(total, color="tab:green", linestyle="--", linewidth=1)
             ax.set_xticks(x)
             ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
             ax.set_title(f"{data}: {title}", fontsize=10)
-        axes[row][0].set_ylabel("mean ± s.e. (blue: ours, dots: seeds;\ngrey: PacGAN Table 1)",
-                                fontsize=8)
+        axes[row][0].set_ylabel(
+            "mean ± s.e. (blue: ours, dots: seeds;\ngrey: PacGAN Table 1)", fontsize=8
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
