@@ -144,6 +144,25 @@ def test_test_subcommand_reports_mode_coverage(run, capsys) -> None:
         assert key in out
 
 
+def test_validate_subcommand_reports_mode_coverage(run) -> None:
+    """``mgan validate`` evaluates on the test split and logs under ``val/``; the same
+    checkpoint and seed give the same figures as ``mgan test``."""
+    ckpt = run["root"] / "checkpoints" / "last.ckpt"
+    val = run_cli(["validate", *run["args"], f"--ckpt_path={ckpt}"], cwd=run["tmp"])
+    test = run_cli(["test", *run["args"], f"--ckpt_path={ckpt}"], cwd=run["tmp"])
+    val_metrics = {k: float(v) for k, v in val.trainer.callback_metrics.items()}
+    test_metrics = {k: float(v) for k, v in test.trainer.callback_metrics.items()}
+    assert int(val.model.generator_step) == STEPS // 2
+    for key in ("modes", "high_quality", "reverse_kl"):
+        assert val_metrics[f"val/{key}"] == pytest.approx(test_metrics[f"test/{key}"], nan_ok=True)
+
+
+def test_fit_runs_no_validation_loop(run) -> None:
+    """Evaluation during fit is the callbacks' job; no validation batches are drawn."""
+    trainer = run["cli"].trainer
+    assert trainer.num_val_batches == [] or sum(trainer.num_val_batches) == 0
+
+
 def test_second_fit_into_the_same_directory(run, tmp_path: Path) -> None:
     """The saved config is overwritten, not an error (SaveConfigCallback(overwrite=True)),
     here into the very same log folder. Runs in a copy of the first run's folder, so the

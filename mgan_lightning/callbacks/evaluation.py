@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from mgan_lightning.callbacks.mode_coverage import as_gan_method
@@ -103,6 +104,14 @@ class SampleEvaluation(Callback):
             logger.log_metrics(
                 {f"{self.prefix}/{k}": v for k, v in result.items()}, step=trainer.global_step
             )
+        rank_zero_info(self.summary(result, generator_step(trainer, pl_module)))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``mgan validate``: the same evaluation as at test time, logged under ``val/``."""
+        if trainer.state.fn != TrainerFn.VALIDATING:
+            return
+        result = self.evaluate(trainer, pl_module)
+        pl_module.log_dict({f"val/{self.prefix}/{k}": v for k, v in result.items()})
         rank_zero_info(self.summary(result, generator_step(trainer, pl_module)))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

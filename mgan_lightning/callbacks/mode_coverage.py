@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from mgan_lightning.callbacks.image_logging import log_image
@@ -109,6 +110,14 @@ class ModeCoverageEvaluation(Callback):
                 {f"coverage/{k}": v for k, v in result.items()}, step=trainer.global_step
             )
         rank_zero_info(self._summary(result, trainer, step))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``mgan validate``: the same evaluation as at test time, logged under ``val/``."""
+        if trainer.state.fn != TrainerFn.VALIDATING:
+            return
+        result = self.evaluate(trainer, pl_module)
+        pl_module.log_dict({f"val/{k}": v for k, v in result.items()})
+        rank_zero_info(self._summary(result, trainer, int(as_gan_method(pl_module).generator_step)))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         result = self.evaluate(trainer, pl_module)

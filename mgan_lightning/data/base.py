@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 
@@ -98,6 +99,14 @@ class GANDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The test split, for ``mgan validate``. During ``fit`` there is no validation loop
+        (GAN methods evaluate through callbacks every N steps), so none is returned then."""
+        trainer = self.trainer
+        if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
+            return []
+        return self._loader(self.test_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)

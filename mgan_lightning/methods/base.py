@@ -252,6 +252,9 @@ class GANMethod(LightningModule):
             or 0 < trainer.max_steps <= self.global_step
         )
 
+    def validation_step(self, batch, batch_idx: int) -> None:
+        """Nothing per batch: evaluation callbacks sample the model (``mgan validate``)."""
+
     def test_step(self, batch, batch_idx: int) -> None:
         """Nothing per batch: evaluation callbacks sample the model at test end."""
 
