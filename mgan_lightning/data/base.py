@@ -3,10 +3,15 @@ the data."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+# val_dataloader returns no loader during fit on purpose (see there); Lightning warns about it.
+warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
 
 
 class TensorBatchDataset(Dataset):
