@@ -54,25 +54,6 @@ def no_weights(monkeypatch, tmp_path):
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def random_inception_weights(tmp_path_factory):
-    """A state_dict of torch-fidelity's FeatureExtractorInceptionV3 with random values."""
-    from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
-
-    cls = tf_inception.FeatureExtractorInceptionV3
-    mp = pytest.MonkeyPatch()
-    mp.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: {})
-    mp.setattr(cls, "load_state_dict", lambda self, *a, **k: None)
-    try:
-        torch.manual_seed(0)
-        net = cls("inception-v3-compat", ["2048"])
-    finally:
-        mp.undo()
-    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
-    torch.save(net.state_dict(), path)
-    return path
-
-
 # --------------------------------------------------------------- custom extractor
 def test_fid_of_custom_extractor_matches_scipy():
     net = projection()
