@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 from jsonargparse import set_parsing_settings
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
 import mgan_lightning.methods  # noqa: F401  (registers the methods for short names)
+from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
 from mgan_lightning.data.base import GANDataModule
 
 # Our checkpoints are meant to hold the state after a whole D+G step; Lightning's
@@ -89,6 +91,16 @@ class MGANCLI(LightningCLI):
                     innermost = cause
                 cause = cause.__cause__ or cause.__context__
             self.parser.error(str(innermost))
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        """Add the generator-step progress bar unless the config turns bars off
+        (``trainer.enable_progress_bar: false``) or brings its own."""
+        listed = config.get("callbacks") or []
+        listed = listed if isinstance(listed, list) else [listed]
+        has_bar = any(isinstance(c, ProgressBar) for c in [*listed, *callbacks])
+        if config.get("enable_progress_bar") is not False and not has_bar:
+            callbacks = [*callbacks, GeneratorStepProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(

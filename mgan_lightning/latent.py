@@ -1,5 +1,8 @@
 """Latent priors. Every prior is an ``nn.Module`` (so any state it has is checkpointed)
-with one contract: ``sample(n, dim) -> Tensor[n, dim]`` on the prior's device."""
+with one contract: ``sample(n, dim, generator) -> Tensor[n, dim]`` on the prior's device.
+
+Training passes the method's own ``torch.Generator`` (see :mod:`mgan_lightning.rng`), so a
+prior must draw from ``generator`` and never from the global RNG when one is given."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class LatentPrior(nn.Module):
     def device(self) -> torch.device:
         return self._device_anchor.device
 
-    def sample(self, n: int, dim: int) -> torch.Tensor:
+    def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -34,8 +37,8 @@ class NormalPrior(LatentPrior):
             raise ValueError(f"NormalPrior.std must be > 0, got {std}")
         self.std = std
 
-    def sample(self, n: int, dim: int) -> torch.Tensor:
-        return torch.randn(n, dim, device=self.device) * self.std
+    def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, dim, device=self.device, generator=generator) * self.std
 
 
 class UniformPrior(LatentPrior):
@@ -48,5 +51,6 @@ class UniformPrior(LatentPrior):
         self.low = low
         self.high = high
 
-    def sample(self, n: int, dim: int) -> torch.Tensor:
-        return torch.empty(n, dim, device=self.device).uniform_(self.low, self.high)
+    def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.empty(n, dim, device=self.device)
+        return z.uniform_(self.low, self.high, generator=generator)

@@ -1,4 +1,4 @@
-"""The schedule and sampling every sample-based evaluation callback shares."""
+"""The schedule, sampling and reporting every sample-based evaluation callback shares."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
-from mgan_lightning.callbacks.mode_coverage import as_gan_method
+from mgan_lightning.methods.base import GANMethod
+from mgan_lightning.rng import derive_seed
+
+
+def as_gan_method(pl_module: LightningModule) -> GANMethod:
+    """The module as a :class:`GANMethod`, or a clear error for anything else."""
+    if not isinstance(pl_module, GANMethod):
+        raise TypeError(
+            f"This callback evaluates GAN methods; {type(pl_module).__name__} is not a GANMethod"
+        )
+    return pl_module
 
 
 def process_share(total: int, trainer: Trainer) -> int:
@@ -20,21 +30,38 @@ def process_share(total: int, trainer: Trainer) -> int:
 
 
 def generator_step(trainer: Trainer, pl_module: LightningModule) -> int:
-    """The method's own generator-step counter (``global_step`` counts D and G steps)."""
-    step = getattr(pl_module, "generator_step", None)
+    """Completed generator steps (``global_step`` counts D and G steps); the method's int
+    mirror, so reading it never waits for the device."""
+    step = getattr(pl_module, "generator_steps_done", None)
     return int(step) if step is not None else trainer.global_step
 
 
-class SampleEvaluation(Callback):
-    """Base class: every ``every_n_steps`` generator steps, at the end of fit and at
-    ``mgan test``, sample ``num_samples`` images (split across processes) and score them.
+def report(trainer: Trainer, text: str) -> None:
+    """Print ``text`` once (rank 0), above the progress bar when there is one."""
+    if trainer.global_rank != 0:
+        return
+    bar = trainer.progress_bar_callback
+    if bar is not None and not bar.is_disabled:
+        bar.print(text)
+    else:
+        rank_zero_info(text)
 
-    Sampling runs in eval mode, in batches of ``batch_size``, from a forked RNG seeded with
-    ``seed + rank``: every evaluation sees the same latent draws (curves are less noisy) and
-    the training RNG stream is left untouched. Subclasses implement :meth:`score` (called on
-    every process; it must reduce across processes itself, e.g. through torchmetrics) and
-    :meth:`summary`; results are logged as ``<prefix>/<name>`` during fit and
-    ``test/<prefix>/<name>`` at test.
+
+class SampleEvaluation(Callback):
+    """Base class: every ``every_n_steps`` generator steps, at the end of fit, at
+    ``mgan validate`` and at ``mgan test``, sample ``num_samples`` (split across processes)
+    and score them.
+
+    Sampling runs in eval mode, in batches of ``batch_size``, from this callback's own
+    generator seeded with ``(seed, rank)``: every evaluation sees the same latent draws
+    (curves are less noisy) and the training stream is never touched, so turning an
+    evaluation on or off does not change what is trained. Subclasses implement
+    :meth:`score` (called on every process; it must reduce across processes itself, e.g.
+    through torchmetrics) and :meth:`summary`.
+
+    During fit, results go straight to the loggers once, at the generator step (``<prefix>/
+    <name>``), into ``trainer.callback_metrics`` (for checkpoint monitors) and to the console;
+    at ``mgan validate`` / ``mgan test`` they are logged as ``val/...`` / ``test/...``.
     """
 
     prefix = "eval"
@@ -56,6 +83,8 @@ class SampleEvaluation(Callback):
         self.batch_size = batch_size
         self.seed = seed
         self.last: dict[str, float] = {}
+        self.last_step: int | None = None  # generator step of the last evaluation in fit
+        self._generator: torch.Generator | None = None
 
     # ------------------------------------------------------------ subclasses
     def score(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
@@ -65,56 +94,87 @@ class SampleEvaluation(Callback):
         items = ", ".join(f"{k} {v:.4g}" for k, v in result.items())
         return f"{type(self).__name__} at generator step {step}: {items}"
 
+    def key(self, name: str, stage: str | None = None) -> str:
+        """Logger key of result ``name``; ``stage`` is ``"val"``/``"test"`` outside fit."""
+        return f"{stage}/{self.prefix}/{name}" if stage else f"{self.prefix}/{name}"
+
     # --------------------------------------------------------------- helpers
-    def generated(self, trainer: Trainer, pl_module: LightningModule) -> Iterator[torch.Tensor]:
-        """This process's share of ``num_samples`` generated samples, batch by batch (call
-        inside :meth:`evaluate`, which sets eval mode and the RNG)."""
+    def generated_with_index(
+        self, trainer: Trainer, pl_module: LightningModule
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's share of ``num_samples`` samples with the index of the generator
+        that made each, batch by batch (call inside :meth:`evaluate`, which sets eval mode
+        and the generator)."""
         method = as_gan_method(pl_module)
         remaining = process_share(self.num_samples, trainer)
         while remaining > 0:
             n = min(self.batch_size, remaining)
-            samples, _ = method.sample(n)
+            samples, index = method.sample(n, generator=self._generator)
             remaining -= n
-            yield samples.float()
+            yield samples.float(), index
+
+    def generated(self, trainer: Trainer, pl_module: LightningModule) -> Iterator[torch.Tensor]:
+        """Like :meth:`generated_with_index`, samples only."""
+        for samples, _ in self.generated_with_index(trainer, pl_module):
+            yield samples
 
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Score the model in eval mode with this callback's own random stream; the train
+        mode, batch-norm statistics and the global RNG are as they were afterwards."""
         device = pl_module.device
         was_training = pl_module.training
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed + trainer.global_rank)
+        self._generator = torch.Generator(device=device)
+        self._generator.manual_seed(derive_seed(self.seed, "evaluation", trainer.global_rank))
+        # The fork also shields the global RNG from code that ignores the generator.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             pl_module.eval()
             try:
                 self.last = self.score(trainer, pl_module)
             finally:
                 pl_module.train(was_training)
+                self._generator = None
         return self.last
 
+    def publish(self, trainer: Trainer, result: dict[str, float], step: int) -> None:
+        """Send a fit-time result to the loggers at ``step``, to ``callback_metrics`` and to
+        the console."""
+        metrics = {self.key(name): value for name, value in result.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        for name, value in metrics.items():
+            trainer.callback_metrics[name] = torch.tensor(value)
+        self.last_step = step
+
     # ----------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.last_step = None
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = generator_step(trainer, pl_module)
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
             result = self.evaluate(trainer, pl_module)
-            pl_module.log_dict({f"{self.prefix}/{k}": v for k, v in result.items()})
+            self.publish(trainer, result, step)
+            report(trainer, self.summary(result, step))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        result = self.evaluate(trainer, pl_module)
-        for logger in trainer.loggers:
-            logger.log_metrics(
-                {f"{self.prefix}/{k}": v for k, v in result.items()}, step=trainer.global_step
-            )
-        rank_zero_info(self.summary(result, generator_step(trainer, pl_module)))
+        step = generator_step(trainer, pl_module)
+        if self.last_step != step:  # not evaluated at this step yet: log once
+            self.publish(trainer, self.evaluate(trainer, pl_module), step)
+        report(trainer, self.summary(self.last, step))
+
+    def _log_stage(self, pl_module: LightningModule, stage: str, result: dict[str, float]):
+        pl_module.log_dict({self.key(name, stage): value for name, value in result.items()})
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """``mgan validate``: the same evaluation as at test time, logged under ``val/``."""
         if trainer.state.fn != TrainerFn.VALIDATING:
             return
         result = self.evaluate(trainer, pl_module)
-        pl_module.log_dict({f"val/{self.prefix}/{k}": v for k, v in result.items()})
-        rank_zero_info(self.summary(result, generator_step(trainer, pl_module)))
+        self._log_stage(pl_module, "val", result)
+        report(trainer, self.summary(result, generator_step(trainer, pl_module)))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         result = self.evaluate(trainer, pl_module)
-        pl_module.log_dict({f"test/{self.prefix}/{k}": v for k, v in result.items()})
-        rank_zero_info(self.summary(result, generator_step(trainer, pl_module)))
+        self._log_stage(pl_module, "test", result)
+        report(trainer, self.summary(result, generator_step(trainer, pl_module)))

@@ -12,7 +12,10 @@ from PIL import Image
 
 def image_folder(trainer: Trainer) -> Path:
     """``<log_dir>/images``; the trainer's root folder when there is no logger."""
-    return Path(trainer.log_dir or trainer.default_root_dir) / "images"
+    # Not trainer.log_dir: under DDP that is a broadcast, and only rank 0 gets here.
+    logger = trainer.loggers[0] if trainer.loggers else None
+    folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+    return Path(folder or trainer.default_root_dir) / "images"
 
 
 def log_image(trainer: Trainer, key: str, image: Image.Image, step: int) -> Path | None:

@@ -8,9 +8,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
-from mgan_lightning.callbacks.evaluation import generator_step
+from mgan_lightning.callbacks.evaluation import as_gan_method, generator_step
 from mgan_lightning.callbacks.image_logging import log_image
-from mgan_lightning.callbacks.mode_coverage import as_gan_method
 
 
 def grid_layout(images: torch.Tensor, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
@@ -100,9 +99,8 @@ class SampleGrid(Callback):
         """The stored latent batch; drawn on first use (or if the model's latent shape
         changed, e.g. a generator was added)."""
         device = pl_module.device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            probe = as_gan_method(pl_module).sample_latent(self.samples_per_generator)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        probe = as_gan_method(pl_module).sample_latent(self.samples_per_generator, generator)
         if self.latent is None or self.latent.shape != probe.shape:
             self.latent = probe.detach().cpu()
         return self.latent.to(device)
@@ -114,7 +112,7 @@ class SampleGrid(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            return as_gan_method(pl_module).generate(z)
+            return as_gan_method(pl_module).generate(z, averaged=True)
         finally:
             pl_module.train(was_training)
 

@@ -8,7 +8,10 @@ import warnings
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.trainer.states import TrainerFn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+
+from mgan_lightning.data.sampler import EpochBatchSampler, TrainBatches
+from mgan_lightning.rng import run_seed
 
 # val_dataloader returns no loader during fit on purpose (see there); Lightning warns about it.
 warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
@@ -77,33 +80,67 @@ class GANDataModule(LightningDataModule):
         self.seed = seed
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        # Seed of the training order: the run's seed, fixed when training first reads data
+        # and kept in checkpoints, so a resumed run reads on in the same order.
+        self.order_seed: int | None = None
+
+    def state_dict(self) -> dict:
+        return {} if self.order_seed is None else {"order_seed": self.order_seed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("order_seed") is not None:
+            self.order_seed = int(state_dict["order_seed"])
 
     @property
     def num_channels(self) -> int:
         return self.sample_shape[0] if len(self.sample_shape) == 3 else 0
 
-    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+    def _dataset(self, train: bool) -> Dataset:
+        dataset = self.train_set if train else self.test_set
         if dataset is None:
             self.setup("fit" if train else "test")
             dataset = self.train_set if train else self.test_set
         assert dataset is not None
-        if isinstance(dataset, TensorBatchDataset):
-            sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
-            batches = BatchSampler(sampler, self.batch_size, drop_last=train)
+        return dataset
+
+    def _loader(self, dataset: Dataset, batches: BatchSampler | EpochBatchSampler) -> DataLoader:
+        if isinstance(dataset, TensorBatchDataset):  # one indexing operation per batch
             return DataLoader(
                 dataset, sampler=batches, batch_size=None, num_workers=self.num_workers
             )
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train,
+            batch_sampler=batches,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+    def _consumed_this_epoch(self) -> int:
+        """Batches of the current epoch already trained on: non-zero only when Lightning
+        resumes mid-epoch from a checkpoint (its restored batch progress)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return int(progress.ready)
+
+    def train_dataloader(self) -> TrainBatches:
+        """This process's share of each epoch, in the run's seeded order (see
+        :mod:`mgan_lightning.data.sampler`): no global RNG, disjoint across DDP processes, and
+        a resumed run reads exactly the batches the uninterrupted run would have read."""
+        dataset = self._dataset(train=True)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if self.order_seed is None:
+            self.order_seed = run_seed(default=self.seed)
+        sampler = EpochBatchSampler(
+            len(dataset),  # type: ignore[arg-type]
+            self.batch_size,
+            seed=self.order_seed,
+            rank=rank,
+            world_size=world,
+        )
+        return TrainBatches(self._loader(dataset, sampler), sampler, self._consumed_this_epoch)
 
     def val_dataloader(self) -> DataLoader | list:
         """The test split, for ``mgan validate``. During ``fit`` there is no validation loop
@@ -111,10 +148,14 @@ class GANDataModule(LightningDataModule):
         trainer = self.trainer
         if trainer is not None and trainer.state.fn == TrainerFn.FITTING:
             return []
-        return self._loader(self.test_set, train=False)
+        return self._eval_loader()
+
+    def _eval_loader(self) -> DataLoader:
+        dataset = self._dataset(train=False)
+        return self._loader(dataset, BatchSampler(SequentialSampler(dataset), self.batch_size, False))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        return self._eval_loader()
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        return self._eval_loader()

@@ -10,6 +10,11 @@ One training step (Goodfellow et al. 2014, Algorithm 1, with ``n_critic`` D step
 A method overrides hooks, not the loop: :meth:`sample_latent`, :meth:`generate`,
 :meth:`discriminator_loss`, :meth:`generator_loss` (and :meth:`classifier_outputs` to give
 the critic a classifier head).
+
+The clock is the generator step: ``max_generator_steps``, schedules, EMA, evaluation and
+checkpoint cadences and every logged row count G updates, whatever ``n_critic`` is. Every
+random draw of a step comes from :meth:`GANMethod.training_generator`, seeded from (run
+seed, process rank, generator step), so resumed runs are exact and DDP processes differ.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from collections.abc import Sequence
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from mgan_lightning.latent import LatentPrior, NormalPrior
 from mgan_lightning.nets.architecture import Architecture
+from mgan_lightning.nets.ema import averaged_copy, update_average
 from mgan_lightning.nets.mlp import MLP
+from mgan_lightning.rng import derive_seed, run_seed
 
 
 def default_adam(params) -> torch.optim.Optimizer:
@@ -91,6 +100,13 @@ class GANMethod(LightningModule):
         n_critic: D steps per G step.
         optimizer_g / optimizer_d: optimizer factories for the generators / the critic.
         detect_nan: raise :class:`NonFiniteLossError` as soon as a loss is not finite.
+        max_generator_steps: training length in generator steps (sets the Trainer's
+            ``max_steps`` to ``max_generator_steps * (n_critic + 1)`` optimizer steps).
+        scheduler_g / scheduler_d: learning-rate schedulers (e.g.
+            :class:`mgan_lightning.schedules.LinearDecay`), stepped once per generator step.
+        ema_decay: keep an exponential moving average of the generators with this decay
+            (e.g. 0.999); ``sample()``, evaluation and ``mgan predict`` then use it.
+        ema_start: generator steps before averaging starts (the average copies until then).
     """
 
     generator_step: torch.Tensor
@@ -108,20 +124,32 @@ class GANMethod(LightningModule):
         optimizer_g: OptimizerCallable = default_adam,
         optimizer_d: OptimizerCallable = default_adam,
         detect_nan: bool = True,
+        max_generator_steps: int | None = None,
+        scheduler_g: LRSchedulerCallable | None = None,
+        scheduler_d: LRSchedulerCallable | None = None,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (
             ("num_generators", num_generators),
             ("latent_dim", latent_dim),
             ("n_critic", n_critic),
+            ("max_generator_steps", 1 if max_generator_steps is None else max_generator_steps),
         ):
             if value < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {value}")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"model.ema_decay must be in [0, 1) or null, got {ema_decay}")
+        if ema_start < 0:
+            raise ValueError(f"model.ema_start must be >= 0, got {ema_start}")
         if fake_per_generator is not None and fake_per_generator < 1:
             raise ValueError(f"model.fake_per_generator must be >= 1, got {fake_per_generator}")
         if not sample_shape or min(sample_shape) < 1:
             raise ValueError(f"model.sample_shape must be positive sizes, got {sample_shape}")
-        self.save_hyperparameters(ignore=["optimizer_g", "optimizer_d"])
+        self.save_hyperparameters(
+            ignore=["optimizer_g", "optimizer_d", "scheduler_g", "scheduler_d"]
+        )
         hparams_as_config(self.hparams)
         self.automatic_optimization = False
         self.sample_shape = tuple(sample_shape)
@@ -133,30 +161,49 @@ class GANMethod(LightningModule):
         self.detect_nan = detect_nan
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
+        self.scheduler_g = scheduler_g
+        self.scheduler_d = scheduler_d
+        self.max_generator_steps = max_generator_steps
+        self.ema_decay = ema_decay
+        self.ema_start = ema_start
         self.architecture = architecture if architecture is not None else MLP()
         self.prior = prior if prior is not None else NormalPrior()
         self.generators = self.architecture.generator_bank(
             num_generators, latent_dim, self.sample_shape
         )
         self.critic = self.architecture.critic(self.sample_shape, self.classifier_outputs())
+        # The averaged generators (a submodule, so checkpoints hold them), or None.
+        self.generators_ema = averaged_copy(self.generators) if ema_decay is not None else None
         # Generator updates so far; global_step counts every optimizer step (D and G).
         self.register_buffer("generator_step", torch.zeros((), dtype=torch.long))
+        # A plain-int mirror of the buffer: reading it never waits for the device.
+        self.generator_steps_done = 0
+        self.register_load_state_dict_post_hook(_sync_step_mirror)
+        self.run_seed: int | None = None  # set at fit start, or restored from the checkpoint
+        self._training_rng: torch.Generator | None = None
 
     # ----------------------------------------------------------------- hooks
     def classifier_outputs(self) -> int:
         """Width of the critic's classifier head (0: no classifier)."""
         return 0
 
-    def sample_latent(self, n: int) -> torch.Tensor:
-        """``(n, latent)`` shared by all generators, or ``(K, n, latent)`` independent."""
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, latent)`` shared by all generators, or ``(K, n, latent)`` independent,
+        drawn from ``generator``."""
         if self.same_latent:
-            return self.prior.sample(n, self.latent_dim)
-        z = self.prior.sample(self.num_generators * n, self.latent_dim)
+            return self.prior.sample(n, self.latent_dim, generator)
+        z = self.prior.sample(self.num_generators * n, self.latent_dim, generator)
         return z.reshape(self.num_generators, n, self.latent_dim)
 
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Samples of every generator, ``(K, n, *sample_shape)``."""
-        return self.generators(z)
+    def generate(self, z: torch.Tensor, averaged: bool = False) -> torch.Tensor:
+        """Samples of every generator, ``(K, n, *sample_shape)``; ``averaged`` runs the EMA
+        generators (when the method keeps them)."""
+        bank = self.generators_ema if averaged and self.generators_ema is not None else None
+        return (bank or self.generators)(z)
+
+    def mixture_weights(self) -> torch.Tensor | None:
+        """Probability of each generator in the model's mixture (``None``: uniform)."""
+        return None
 
     def discriminator_loss(
         self, real: torch.Tensor, fake: torch.Tensor, generator_index: torch.Tensor
@@ -175,16 +222,83 @@ class GANMethod(LightningModule):
         return list(self.generators.parameters())
 
     def configure_optimizers(self):
-        return [
+        optimizers = [
             self.optimizer_g(self.generator_parameters()),
             self.optimizer_d(self.critic.parameters()),
         ]
+        schedulers = [
+            {"scheduler": make(optimizer), "interval": "step", "name": f"lr/{name}"}
+            for make, optimizer, name in zip(
+                (self.scheduler_g, self.scheduler_d), optimizers, ("g", "d")
+            )
+            if make is not None
+        ]
+        return optimizers, schedulers
 
-    def fake_batch(self, real_batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # ------------------------------------------------------------- the clock
+    @property
+    def optimizer_steps_per_generator_step(self) -> int:
+        """Optimizer steps (``trainer.global_step``) one generator step makes."""
+        return self.n_critic + 1
+
+    def setup(self, stage: str) -> None:
+        """Before DDP wraps the model: let it tolerate alternating G/D updates; put the
+        training length on the generator-step clock; fix the run's seed."""
+        trainer = self.trainer
+        if isinstance(trainer.strategy, DDPStrategy):
+            # A D step leaves G's parameters without gradient (and a G step D's), which the
+            # default DDP reducer reports as an error; it must look for unused parameters.
+            trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+        if stage != "fit":
+            return
+        if self.run_seed is None:
+            self.run_seed = run_seed()
+        if self.max_generator_steps is not None:
+            steps = self.max_generator_steps * self.optimizer_steps_per_generator_step
+            if trainer.max_steps not in (-1, steps):
+                rank_zero_warn(
+                    f"model.max_generator_steps={self.max_generator_steps} sets the Trainer's "
+                    f"max_steps to {steps} optimizer steps (n_critic + 1 per generator step); "
+                    f"trainer.max_steps={trainer.max_steps} is ignored"
+                )
+            trainer.fit_loop.epoch_loop.max_steps = steps
+            if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
+                trainer.fit_loop.max_epochs = -1
+
+    def planned_generator_steps(self) -> int | None:
+        """The generator step at which training stops, if it is fixed in steps."""
+        if self.max_generator_steps is not None:
+            return self.max_generator_steps
+        trainer = self._trainer
+        if trainer is not None and trainer.max_steps > 0:
+            return trainer.max_steps // self.optimizer_steps_per_generator_step
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["mgan_run_seed"] = self.run_seed
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if checkpoint.get("mgan_run_seed") is not None:
+            self.run_seed = int(checkpoint["mgan_run_seed"])
+
+    def training_generator(self) -> torch.Generator:
+        """The generator every draw of this training step uses, seeded from (run seed,
+        process rank, generator step): a resumed run redraws the same numbers, and each DDP
+        process draws its own."""
+        rng = self._training_rng
+        if rng is None or rng.device != self.device:
+            rng = self._training_rng = torch.Generator(device=self.device)
+        seed = self.run_seed if self.run_seed is not None else run_seed()
+        rng.manual_seed(derive_seed(seed, "train", self.global_rank, self.generator_steps_done))
+        return rng
+
+    def fake_batch(
+        self, real_batch_size: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(fake[K*n, ...], generator_index[K*n], z)`` for one step."""
         k = self.num_generators
         n = self.fake_per_generator or -(-real_batch_size // k)
-        z = self.sample_latent(n)
+        z = self.sample_latent(n, generator)
         fake = self.generate(z)
         index = torch.arange(k, device=fake.device).repeat_interleave(n)
         return fake.reshape(k * n, *fake.shape[2:]), index, z
@@ -205,13 +319,11 @@ class GANMethod(LightningModule):
     def training_step(self, batch, batch_idx: int) -> None:
         real = self.real_samples(batch)
         opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined,misc]
+        rng = self.training_generator()
         logs: dict[str, torch.Tensor] = {}
         for i in range(self.n_critic):
-            if i < self.n_critic - 1:
-                with torch.no_grad():
-                    fake, index, z = self.fake_batch(len(real))
-            else:
-                fake, index, z = self.fake_batch(len(real))
+            with torch.set_grad_enabled(i == self.n_critic - 1):  # G's graph: last fakes only
+                fake, index, z = self.fake_batch(len(real), rng)
             d_loss, d_logs = self.discriminator_loss(real, fake.detach(), index)
             self._check_finite(d_loss, "discriminator")
             opt_d.zero_grad(set_to_none=True)
@@ -227,11 +339,31 @@ class GANMethod(LightningModule):
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         logs.update(g_logs)
+        self.end_generator_step()
 
-        self.generator_step += 1
         if self._logs_are_written_now():
-            logs["generator_step"] = self.generator_step.float()
+            # "step" sets the loggers' x axis: completed generator steps.
+            logs["step"] = self.generator_step.float()
             self.log_dict({k: v.detach() for k, v in logs.items()}, prog_bar=False)
+
+    def end_generator_step(self) -> None:
+        """After each G update: step the schedulers, average the generators, advance the
+        clock."""
+        for scheduler in self._schedulers():
+            scheduler.step()
+        self.generator_step += 1
+        self.generator_steps_done += 1
+        if self.generators_ema is not None and self.ema_decay is not None:
+            decay = self.ema_decay if self.generator_steps_done > self.ema_start else 0.0
+            update_average(self.generators_ema, self.generators, decay)
+
+    def _schedulers(self) -> list:
+        if self._trainer is None:
+            return []
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _logs_are_written_now(self) -> bool:
         """Whether Lightning writes on-step values to the loggers after this step.
@@ -259,29 +391,46 @@ class GANMethod(LightningModule):
         """Nothing per batch: evaluation callbacks sample the model at test end."""
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        samples, index = self.sample(len(self.real_samples(batch)))
+        seed = derive_seed(run_seed(), "predict", self.global_rank, batch_idx)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        samples, index = self.sample(len(self.real_samples(batch)), generator=generator)
         return {"samples": samples, "generator": index}
 
     # --------------------------------------------------------------- sampling
     @torch.no_grad()
     def sample(
-        self, n: int, weights: torch.Tensor | None = None
+        self,
+        n: int,
+        weights: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` samples of the mixture and the generator that made each.
 
-        Each sample's generator is drawn from ``weights`` (uniform by default), then all
-        generators run once in one batched call on as many z as the busiest one needs.
+        Each sample's generator is drawn from ``weights`` (default: :meth:`mixture_weights`,
+        uniform unless a method says otherwise), then all generators run once in one
+        batched call on as many z as the busiest one needs. The EMA generators are used when
+        the method keeps them. Draws come from ``generator`` (on the model's device) when
+        given, else from the global RNG.
         """
         k = self.num_generators
+        weights = self.mixture_weights() if weights is None else weights
         if weights is None:
-            index = torch.randint(k, (n,), device=self.device)
+            index = torch.randint(k, (n,), device=self.device, generator=generator)
         else:
-            index = torch.multinomial(weights.to(self.device, torch.float), n, replacement=True)
+            probs = weights.to(self.device, torch.float)
+            index = torch.multinomial(probs, n, replacement=True, generator=generator)
         counts = torch.bincount(index, minlength=k)
         most = int(counts.max()) if n > 0 else 0
-        fake = self.generate(self.sample_latent(max(most, 1)))
+        z = self.sample_latent(max(most, 1), generator)
+        fake = self.generate(z, averaged=True)
         keep = torch.arange(fake.shape[1], device=self.device)[None, :] < counts[:, None]
         samples = fake[keep]
         index = torch.arange(k, device=self.device).repeat_interleave(counts)
-        order = torch.randperm(n, device=self.device)
+        order = torch.randperm(n, device=self.device, generator=generator)
         return samples[order], index[order]
+
+
+def _sync_step_mirror(module: nn.Module, incompatible_keys) -> None:
+    """After ``load_state_dict``: the int mirror follows the restored buffer (one read)."""
+    if isinstance(module, GANMethod):
+        module.generator_steps_done = int(module.generator_step)

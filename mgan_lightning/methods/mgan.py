@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
-
 from mgan_lightning import losses
-from mgan_lightning.latent import LatentPrior
-from mgan_lightning.methods.base import default_adam
 from mgan_lightning.methods.gan import GAN
-from mgan_lightning.nets.architecture import Architecture
 
 Diversity = Literal["general", "one_vs_all", "pairwise"]
 DIVERSITY_CHOICES: tuple[str, ...] = ("general", "one_vs_all", "pairwise")
@@ -54,24 +48,17 @@ class MGAN(GAN):
         num_generators: K (paper: 10 on images, 4 on 2D data).
         same_latent: feed the same z batch to every generator (the authors do).
 
-    The other arguments are :class:`GANMethod`'s.
+    The other arguments (``latent_dim``, ``architecture``, ``optimizer_g``, ...) are
+    :class:`GANMethod`'s, passed through ``**kwargs``.
     """
 
     def __init__(
         self,
-        sample_shape: Sequence[int] = (2,),
         num_generators: int = 4,
-        latent_dim: int = 64,
-        architecture: Architecture | None = None,
-        prior: LatentPrior | None = None,
-        fake_per_generator: int | None = None,
         same_latent: bool = True,
-        n_critic: int = 1,
-        optimizer_g: OptimizerCallable = default_adam,
-        optimizer_d: OptimizerCallable = default_adam,
-        detect_nan: bool = True,
         beta: float = 0.01,
         diversity: Diversity = "general",
+        **kwargs,
     ) -> None:
         if not beta >= 0:  # also rejects NaN
             raise ValueError(f"model.beta must be >= 0, got {beta}")
@@ -87,19 +74,7 @@ class MGAN(GAN):
         # Read by classifier_outputs(), which the base class calls to build the critic.
         self.beta = float(beta)
         self.diversity = diversity
-        super().__init__(
-            sample_shape=sample_shape,
-            num_generators=num_generators,
-            latent_dim=latent_dim,
-            architecture=architecture,
-            prior=prior,
-            fake_per_generator=fake_per_generator,
-            same_latent=same_latent,
-            n_critic=n_critic,
-            optimizer_g=optimizer_g,
-            optimizer_d=optimizer_d,
-            detect_nan=detect_nan,
-        )
+        super().__init__(num_generators=num_generators, same_latent=same_latent, **kwargs)
 
     # ----------------------------------------------------------------- hooks
     def classifier_outputs(self) -> int:

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
-
 from mgan_lightning import losses
-from mgan_lightning.latent import LatentPrior
-from mgan_lightning.methods.base import default_adam
 from mgan_lightning.methods.mgan import MGAN
-from mgan_lightning.nets.architecture import Architecture
 
 MIEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -71,26 +66,19 @@ class MIMGAN(MGAN):
             checkpoints load with ``torch.load(weights_only=True)``.
         same_latent: must stay true: the MI pairs samples made from the same z.
 
-    The other arguments are :class:`MGAN`'s (the classifier is MGAN's general K-way one).
+    The other arguments are :class:`GANMethod`'s, passed through ``**kwargs`` (the
+    classifier is MGAN's general K-way one).
     """
 
     def __init__(
         self,
-        sample_shape: Sequence[int] = (2,),
         num_generators: int = 4,
-        latent_dim: int = 64,
-        architecture: Architecture | None = None,
-        prior: LatentPrior | None = None,
-        fake_per_generator: int | None = None,
         same_latent: bool = True,
-        n_critic: int = 1,
-        optimizer_g: OptimizerCallable = default_adam,
-        optimizer_d: OptimizerCallable = default_adam,
-        detect_nan: bool = True,
         beta: float = 0.01,
         lam: float = 1.0,
         keep_classifier_term: bool = False,
         mi_estimator: MIEstimator | str = losses.mutual_information,
+        **kwargs,
     ) -> None:
         if not same_latent:
             raise ValueError(
@@ -112,19 +100,11 @@ class MIMGAN(MGAN):
         self.lam = float(lam)
         self.keep_classifier_term = keep_classifier_term
         super().__init__(
-            sample_shape=sample_shape,
             num_generators=num_generators,
-            latent_dim=latent_dim,
-            architecture=architecture,
-            prior=prior,
-            fake_per_generator=fake_per_generator,
             same_latent=same_latent,
-            n_critic=n_critic,
-            optimizer_g=optimizer_g,
-            optimizer_d=optimizer_d,
-            detect_nan=detect_nan,
             beta=beta,
             diversity="general",
+            **kwargs,
         )
         self.mi_estimator: MIEstimator = estimator  # after Module.__init__: may be a Module
         path = import_path(estimator)
