@@ -11,8 +11,9 @@ three ways, interleaved, one thread, ``--reps`` repetitions of ``--steps`` gener
   separates the cost of the model code from the cost of the Trainer;
 - ``lightning``: ``Trainer.fit`` exactly as ``mgan fit --config configs/ring/gan.yaml`` builds
   it (``build_cli(run=False)``, then ``trainer.fit``), with the config's CSVLogger
-  (``log_every_n_steps: 200``), ModeCoverageEvaluation and ModelCheckpoint callbacks, and the
-  progress bar off. Only ``max_steps`` and ``default_root_dir`` are overridden.
+  (``log_every_n_steps: 200``), ModeCoverageEvaluation and GeneratorStepCheckpoint callbacks,
+  and the progress bar on (as ``mgan fit`` shows it by default). Only
+  ``model.max_generator_steps`` and ``default_root_dir`` are overridden.
 
 Throughput is generator steps per second in the steady state: from generator step
 ``--warmup`` to the last step (start-up, the end-of-training evaluation and the checkpoint are
@@ -109,7 +110,7 @@ def cli_args(steps: int, root: str) -> list[str]:
     return [
         "--config",
         str(CONFIG),
-        f"--trainer.max_steps={2 * steps}",
+        f"--model.init_args.max_generator_steps={steps}",
         f"--trainer.default_root_dir={root}",
     ]
 
@@ -146,7 +147,7 @@ class StepTimer(Callback):
         self.start = self.end = (0.0, 0.0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = int(pl_module.generator_step)
+        step = pl_module.generator_steps_done
         if step == self.last and self.profiler is not None:
             self.profiler.disable()
         now = (time.perf_counter(), time.process_time())
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         "plain": "plain PyTorch loop, nn.Sequential nets",
         "module": "same loop through `GAN`'s hooks and nets (no Trainer)",
         "lightning": f"`Trainer.fit` as `mgan fit` builds it ({info.get('logger')}, "
-        f"log_every_n_steps {info.get('log_every_n_steps')}, no progress bar)",
+        f"log_every_n_steps {info.get('log_every_n_steps')}, progress bar on)",
         "lightning_log_every_step": "the same `Trainer.fit`, with `training_step` as before "
         "the logging change (`self.log_dict` every step)",
     }

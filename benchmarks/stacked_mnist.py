@@ -2,7 +2,7 @@
 
 For every method M the script runs what a user runs,
 
-    mgan fit --config configs/stacked_mnist/M.yaml --trainer.max_steps=2*STEPS
+    mgan fit --config configs/stacked_mnist/M.yaml --model.init_args.max_generator_steps=STEPS
              --seed_everything=SEED --trainer.default_root_dir=runs/benchmarks/stacked_mnist_M/seedS
 
 (one thread, one run at a time) and reads the final ``StackedMNISTEvaluation`` summary it
@@ -43,7 +43,7 @@ def run(method: str, steps: int, seed: int, threads: int) -> dict:
     command = [
         sys.executable, "-m", "mgan_lightning.cli", "fit",
         "--config", f"configs/stacked_mnist/{method}.yaml",
-        f"--trainer.max_steps={2 * steps}",
+        f"--model.init_args.max_generator_steps={steps}",
         f"--seed_everything={seed}",
         f"--trainer.default_root_dir={run_dir}",
     ]  # fmt: skip

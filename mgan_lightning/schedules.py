@@ -34,5 +34,5 @@ class LinearDecay(LRScheduler):
         """The multiplier of the initial learning rate after ``step`` generator steps."""
         return min(max((self.end - step) / (self.end - self.start), 0.0), 1.0)
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list:  # type: ignore[override]
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]

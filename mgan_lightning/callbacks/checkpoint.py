@@ -28,9 +28,7 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
         **kwargs: Any,
     ) -> None:
         if every_n_generator_steps < 0:
-            raise ValueError(
-                f"every_n_generator_steps must be >= 0, got {every_n_generator_steps}"
-            )
+            raise ValueError(f"every_n_generator_steps must be >= 0, got {every_n_generator_steps}")
         if kwargs.get("every_n_train_steps"):
             raise ValueError(
                 "GeneratorStepCheckpoint counts generator steps: give every_n_generator_steps, "

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
+from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
 from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.rng import derive_seed
 
@@ -36,12 +39,25 @@ def generator_step(trainer: Trainer, pl_module: LightningModule) -> int:
     return int(step) if step is not None else trainer.global_step
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block with every submodule in eval mode, then give each its own mode back
+    (a submodule the user keeps in eval mode stays there)."""
+    modes = {name: m.training for name, m in module.named_modules()}
+    module.eval()
+    try:
+        yield
+    finally:
+        for name, m in module.named_modules():
+            m.training = modes.get(name, m.training)
+
+
 def report(trainer: Trainer, text: str) -> None:
     """Print ``text`` once (rank 0), above the progress bar when there is one."""
     if trainer.global_rank != 0:
         return
     bar = trainer.progress_bar_callback
-    if bar is not None and not bar.is_disabled:
+    if isinstance(bar, GeneratorStepProgressBar) and bar.is_enabled:  # drawing right now
         bar.print(text)
     else:
         rank_zero_info(text)
@@ -123,16 +139,14 @@ class SampleEvaluation(Callback):
         """Score the model in eval mode with this callback's own random stream; the train
         mode, batch-norm statistics and the global RNG are as they were afterwards."""
         device = pl_module.device
-        was_training = pl_module.training
         self._generator = torch.Generator(device=device)
         self._generator.manual_seed(derive_seed(self.seed, "evaluation", trainer.global_rank))
         # The fork also shields the global RNG from code that ignores the generator.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            pl_module.eval()
             try:
-                self.last = self.score(trainer, pl_module)
+                with eval_mode(pl_module):
+                    self.last = self.score(trainer, pl_module)
             finally:
-                pl_module.train(was_training)
                 self._generator = None
         return self.last
 

@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
-from mgan_lightning.callbacks.evaluation import as_gan_method, generator_step
+from mgan_lightning.callbacks.evaluation import as_gan_method, eval_mode, generator_step
 from mgan_lightning.callbacks.image_logging import log_image
 
 
@@ -109,12 +109,8 @@ class SampleGrid(Callback):
     def images(self, pl_module: LightningModule) -> torch.Tensor:
         """Samples ``(K, n, C, H, W)`` of every generator for the fixed latent batch."""
         z = self.fixed_latent(pl_module)
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
+        with eval_mode(pl_module):
             return as_gan_method(pl_module).generate(z, averaged=True)
-        finally:
-            pl_module.train(was_training)
 
     def render(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
         if trainer.global_rank != 0:

@@ -152,7 +152,8 @@ class GANDataModule(LightningDataModule):
 
     def _eval_loader(self) -> DataLoader:
         dataset = self._dataset(train=False)
-        return self._loader(dataset, BatchSampler(SequentialSampler(dataset), self.batch_size, False))
+        in_order = SequentialSampler(dataset)  # type: ignore[arg-type]
+        return self._loader(dataset, BatchSampler(in_order, self.batch_size, False))
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader()

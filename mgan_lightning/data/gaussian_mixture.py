@@ -101,6 +101,8 @@ class GaussianMixture2D(GANDataModule):
             raise ValueError(
                 f"data.num_train ({num_train}) must be >= data.batch_size ({batch_size})"
             )
+        if num_test < 1:
+            raise ValueError(f"data.num_test must be >= 1, got {num_test}")
         self.modes = modes
         self.mode_std = float(mode_std)
         self.mode_weights = w / w.sum()

@@ -26,7 +26,6 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from mgan_lightning.latent import LatentPrior, NormalPrior
@@ -101,7 +100,8 @@ class GANMethod(LightningModule):
         optimizer_g / optimizer_d: optimizer factories for the generators / the critic.
         detect_nan: raise :class:`NonFiniteLossError` as soon as a loss is not finite.
         max_generator_steps: training length in generator steps (sets the Trainer's
-            ``max_steps`` to ``max_generator_steps * (n_critic + 1)`` optimizer steps).
+            ``max_steps`` to ``max_generator_steps * (n_critic + 1)`` optimizer steps; a smaller
+            ``trainer.max_steps`` still stops training first).
         scheduler_g / scheduler_d: learning-rate schedulers (e.g.
             :class:`mgan_lightning.schedules.LinearDecay`), stepped once per generator step.
         ema_decay: keep an exponential moving average of the generators with this decay
@@ -254,25 +254,20 @@ class GANMethod(LightningModule):
         if self.run_seed is None:
             self.run_seed = run_seed()
         if self.max_generator_steps is not None:
+            # Whichever limit comes first stops training, as with max_epochs and max_steps.
             steps = self.max_generator_steps * self.optimizer_steps_per_generator_step
-            if trainer.max_steps not in (-1, steps):
-                rank_zero_warn(
-                    f"model.max_generator_steps={self.max_generator_steps} sets the Trainer's "
-                    f"max_steps to {steps} optimizer steps (n_critic + 1 per generator step); "
-                    f"trainer.max_steps={trainer.max_steps} is ignored"
-                )
+            if trainer.max_steps != -1:
+                steps = min(steps, trainer.max_steps)
             trainer.fit_loop.epoch_loop.max_steps = steps
             if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
                 trainer.fit_loop.max_epochs = -1
 
     def planned_generator_steps(self) -> int | None:
         """The generator step at which training stops, if it is fixed in steps."""
-        if self.max_generator_steps is not None:
-            return self.max_generator_steps
         trainer = self._trainer
-        if trainer is not None and trainer.max_steps > 0:
+        if trainer is not None and trainer.max_steps > 0:  # set from max_generator_steps too
             return trainer.max_steps // self.optimizer_steps_per_generator_step
-        return None
+        return self.max_generator_steps
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["mgan_run_seed"] = self.run_seed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
 from mgan_lightning import losses
 from mgan_lightning.methods.gan import GAN
 

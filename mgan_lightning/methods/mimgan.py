@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 
 import torch
+
 from mgan_lightning import losses
 from mgan_lightning.methods.mgan import MGAN
 
@@ -106,6 +107,8 @@ class MIMGAN(MGAN):
             diversity="general",
             **kwargs,
         )
+        # MGAN's frame adds its fixed ``diversity`` to the hyperparameters; MIMGAN takes none.
+        self.hparams.pop("diversity", None)
         self.mi_estimator: MIEstimator = estimator  # after Module.__init__: may be a Module
         path = import_path(estimator)
         if path is not None and "mi_estimator" in self.hparams:
