@@ -131,3 +131,24 @@ def mutual_information(
     q = joint.sum(-2, keepdim=True)  # (..., 1, K)
     ratio = (joint + eps).log() - (p * q + eps).log()
     return (joint * ratio).sum((-2, -1))
+
+
+def distance_preserving_loss(
+    fake_1: torch.Tensor,
+    fake_2: torch.Tensor,
+    z_1: torch.Tensor,
+    z_2: torch.Tensor,
+    scale: float | torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """BourGAN's distance-preserving term (Xiao et al. 2018, eq. 4, as the authors' code
+    computes it): pairs (z_1[i], z_2[i]) of independent latent draws should land at
+    generated samples as far apart as the data points their embedding came from,
+
+        MSE( log(||G(z_1) - G(z_2)||_2 + eps),  log(s ||z_1 - z_2||_2 + eps) )
+
+    over the pairs. Samples and latents are flattened per row; ``eps`` keeps the logarithm
+    finite when two samples (or latents) coincide (the authors' code has none)."""
+    apart = (fake_1 - fake_2).flatten(1).norm(dim=1)
+    latent_apart = (z_1 - z_2).flatten(1).norm(dim=1)
+    return F.mse_loss(torch.log(apart + eps), torch.log(scale * latent_apart + eps))

@@ -124,6 +124,28 @@ class GANDataModule(LightningDataModule):
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         return int(progress.ready)
 
+    def num_train_examples(self) -> int:
+        """Size of the training split (set up on first use)."""
+        return len(self._dataset(train=True))  # type: ignore[arg-type]
+
+    def subsample(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` distinct training examples, ``(n, *sample_shape)``, chosen by a permutation
+        seeded with ``seed`` (the same examples for the same seed, on every process).
+
+        What a method asks for when it must look at the data before training (BourGAN's
+        embedding); real statistics and per-example scoring use it too."""
+        dataset = self._dataset(train=True)
+        available = len(dataset)  # type: ignore[arg-type]
+        if not 1 <= n <= available:
+            raise ValueError(
+                f"subsample: asked for {n} examples, the training split has {available}"
+            )
+        order = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:n]
+        if isinstance(dataset, TensorBatchDataset):
+            return dataset[order][0]
+        first = [dataset[i] for i in order.tolist()]
+        return torch.stack([x[0] if isinstance(x, (tuple, list)) else x for x in first])
+
     def train_dataloader(self) -> TrainBatches:
         """This process's share of each epoch, in the run's seeded order (see
         :mod:`mgan_lightning.data.sampler`): no global RNG, disjoint across DDP processes, and

@@ -180,7 +180,7 @@ class GANMethod(LightningModule):
         self.generator_steps_done = 0
         self.register_load_state_dict_post_hook(_sync_step_mirror)
         self.run_seed: int | None = None  # set at fit start, or restored from the checkpoint
-        self._training_rng: torch.Generator | None = None
+        self._training_rngs: dict[str, torch.Generator] = {}
 
     # ----------------------------------------------------------------- hooks
     def classifier_outputs(self) -> int:
@@ -253,6 +253,10 @@ class GANMethod(LightningModule):
             return
         if self.run_seed is None:
             self.run_seed = run_seed()
+        # Before step 1, once: not when resuming (the checkpoint holds the result).
+        if trainer.ckpt_path is None and self.needs_preparation():
+            state = self.prepare_from_data(trainer.datamodule) if trainer.is_global_zero else None
+            self.receive_preparation(trainer.strategy.broadcast(state, src=0))
         if self.max_generator_steps is not None:
             # Whichever limit comes first stops training, as with max_epochs and max_steps.
             steps = self.max_generator_steps * self.optimizer_steps_per_generator_step
@@ -261,6 +265,45 @@ class GANMethod(LightningModule):
             trainer.fit_loop.epoch_loop.max_steps = steps
             if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
                 trainer.fit_loop.max_epochs = -1
+
+    # ------------------------------------------- preparing from the training data
+    def needs_preparation(self) -> bool:
+        """Whether the method must look at the training data before step 1 (by default:
+        when its prior is built from data, as BourGAN's is, and has not been built yet)."""
+        return self.prior.needs_data and not self.prior.prepared
+
+    def prepare_from_data(self, datamodule) -> dict:
+        """Runs once, on process 0, before step 1 of a fresh run; returns what every process
+        needs (picklable) for :meth:`receive_preparation`. The default fits the prior to a
+        seeded subsample of the training data, on the training device."""
+        seed = self.run_seed if self.run_seed is not None else run_seed()
+        n = self.prior.points_to_embed(self.sample_shape, datamodule.num_train_examples())
+        examples = datamodule.subsample(n, seed=derive_seed(seed, "prior-examples"))
+        generator = torch.Generator().manual_seed(derive_seed(seed, "prior-fit"))
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        self.prior.fit(examples.to(device), generator)
+        return {k: v.cpu() for k, v in self.prior.state_dict().items()}
+
+    def receive_preparation(self, state: dict) -> None:
+        """On every process: take the prepared state; the generators' input follows the
+        prior's dimension."""
+        self.prior.load_state_dict(state)
+        if self.prior.dim is not None:
+            self.set_latent_dim(self.prior.dim)
+
+    def set_latent_dim(self, dim: int) -> None:
+        """Rebuild the generators (and their average) for latents of ``dim`` when it differs
+        (a prior built from data fixes the dimension only then). Before the optimizers exist
+        only: in ``setup`` or when a checkpoint is being loaded."""
+        if dim == self.latent_dim:
+            return
+        self.latent_dim = dim
+        self.hparams["latent_dim"] = dim  # so load_from_checkpoint builds the right shape
+        self.generators = self.architecture.generator_bank(
+            self.num_generators, dim, self.sample_shape
+        ).to(self.device)
+        if self.generators_ema is not None:
+            self.generators_ema = averaged_copy(self.generators)
 
     def planned_generator_steps(self) -> int | None:
         """The generator step at which training stops, if it is fixed in steps."""
@@ -275,16 +318,20 @@ class GANMethod(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if checkpoint.get("mgan_run_seed") is not None:
             self.run_seed = int(checkpoint["mgan_run_seed"])
+        saved_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
+        if self.prior.needs_data and isinstance(saved_dim, int):
+            self.set_latent_dim(saved_dim)  # built from a config before the data was seen
 
-    def training_generator(self) -> torch.Generator:
+    def training_generator(self, stream: str = "train") -> torch.Generator:
         """The generator every draw of this training step uses, seeded from (run seed,
-        process rank, generator step): a resumed run redraws the same numbers, and each DDP
-        process draws its own."""
-        rng = self._training_rng
+        ``stream``, process rank, generator step): a resumed run redraws the same numbers,
+        and each DDP process draws its own. A loss that needs draws of its own (BourGAN's
+        second latent batch) asks for another ``stream``."""
+        rng = self._training_rngs.get(stream)
         if rng is None or rng.device != self.device:
-            rng = self._training_rng = torch.Generator(device=self.device)
+            rng = self._training_rngs[stream] = torch.Generator(device=self.device)
         seed = self.run_seed if self.run_seed is not None else run_seed()
-        rng.manual_seed(derive_seed(seed, "train", self.global_rank, self.generator_steps_done))
+        rng.manual_seed(derive_seed(seed, stream, self.global_rank, self.generator_steps_done))
         return rng
 
     def fake_batch(
