@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from mgan_lightning.embedding import Metric, bourgain_embedding
+from mgan_lightning.embedding import Metric, bourgain_embedding, embedding_dim
 
 
 class LatentPrior(nn.Module):
@@ -46,6 +46,19 @@ class LatentPrior(nn.Module):
         return None
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    # A prior with ``needs_data`` implements these three.
+    def points_to_embed(self, sample_shape: tuple[int, ...], available: int) -> int:
+        """How many training examples :meth:`fit` should get."""
+        raise NotImplementedError
+
+    def dim_for(self, sample_shape: tuple[int, ...], available: int) -> int:
+        """The latent dimension :meth:`fit` will give, for data of this shape and size."""
+        raise NotImplementedError
+
+    def fit(self, examples: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Build the prior from training examples."""
         raise NotImplementedError
 
 
@@ -101,6 +114,7 @@ class GaussianMixturePrior(LatentPrior):
     IMAGE_POINTS = 20_000
     centres: torch.Tensor
     scale: torch.Tensor
+    feature_extractor: nn.Module | None
 
     def __init__(
         self,
@@ -136,7 +150,6 @@ class GaussianMixturePrior(LatentPrior):
         return self.centres.shape[1] if self.prepared else None
 
     def points_to_embed(self, sample_shape: tuple[int, ...], available: int) -> int:
-        """How many training examples :meth:`fit` should get."""
         if self.num_points is None:
             wanted = available if len(sample_shape) == 1 else min(self.IMAGE_POINTS, available)
         else:
@@ -148,6 +161,9 @@ class GaussianMixturePrior(LatentPrior):
                 f"BourGAN) between 2 and {available}"
             )
         return wanted
+
+    def dim_for(self, sample_shape: tuple[int, ...], available: int) -> int:
+        return embedding_dim(self.points_to_embed(sample_shape, available), self.repeats)
 
     @torch.no_grad()
     def fit(self, examples: torch.Tensor, generator: torch.Generator | None = None) -> None:

@@ -1,6 +1,7 @@
 """``mgan fit --trainer.devices=2`` on CPU (gloo) trains every method with no strategy chosen
-by the user; both processes end with the same weights, drew different latents and data, and
-the coverage computed under DDP equals the single-process value on the same samples."""
+by the user; both processes end with the same weights (BourGAN: the same prior), drew
+different latents and data, and the coverage computed under DDP equals the single-process
+value on the same samples."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ SMALL = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["gan", "mgan", "mimgan"])
+@pytest.mark.parametrize("method", ["gan", "mgan", "mimgan", "bourgan"])
 def test_two_process_fit(tmp_path: Path, method: str) -> None:
     exe = shutil.which("mgan") or str(Path(sys.executable).with_name("mgan"))
     env = {
@@ -52,6 +53,8 @@ def test_two_process_fit(tmp_path: Path, method: str) -> None:
     a, b = ranks[0]["state_dict"], ranks[1]["state_dict"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "processes ended with different weights"
+    if method == "bourgan":  # the prior was built on process 0 and received by process 1
+        assert a["prior.centres"].shape == (2000, 55)
     assert int(a["generator_step"]) == 6
     assert not torch.equal(ranks[0]["first_latent"], ranks[1]["first_latent"])
     assert not torch.equal(ranks[0]["first_batch"], ranks[1]["first_batch"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgan_lightning.latent import LatentPrior, NormalPrior, UniformPrior
+from mgan_lightning.latent import GaussianMixturePrior, LatentPrior, NormalPrior, UniformPrior
 
 # Factories, so a test that moves its prior does not move another test's.
 PRIORS = [
@@ -94,3 +94,71 @@ def test_uniform_rejects_empty_interval(low: float, high: float) -> None:
 def test_base_class_is_abstract() -> None:
     with pytest.raises(NotImplementedError):
         LatentPrior().sample(1, 1)
+
+
+# ------------------------------------------------------------ BourGAN's Gaussian mixture
+def fitted_mixture(sigma: float = 0.01, n: int = 50) -> GaussianMixturePrior:
+    prior = GaussianMixturePrior(sigma=sigma)
+    points = torch.randn(n, 2, generator=torch.Generator().manual_seed(0))
+    prior.fit(points, torch.Generator().manual_seed(1))
+    return prior
+
+
+def test_mixture_prior_needs_its_centres_first() -> None:
+    prior = GaussianMixturePrior()
+    assert prior.needs_data and not prior.prepared and prior.dim is None
+    with pytest.raises(RuntimeError, match="no centres yet"):
+        prior.sample(4, 5)
+
+
+def test_mixture_prior_samples_near_its_centres() -> None:
+    prior = fitted_mixture(sigma=0.01)
+    assert prior.prepared and prior.dim == 30  # 5 * ceil(log2 50)
+    z = prior.sample(4000, 30, torch.Generator().manual_seed(2))
+    nearest = torch.cdist(z, prior.centres).min(dim=1)
+    # each sample is its centre plus N(0, 0.01^2 I): squared offset ~ 0.01^2 * chi2(30)
+    assert torch.allclose((nearest.values**2).mean(), torch.tensor(30 * 1e-4), rtol=0.05)
+    # every centre is picked, about uniformly (4000 draws over 50 centres: 80 each)
+    counts = torch.bincount(nearest.indices, minlength=50)
+    assert counts.min() > 40 and counts.max() < 130
+    with pytest.raises(ValueError, match="30 dimensions"):
+        prior.sample(3, 8)
+
+
+def test_mixture_prior_draws_only_from_the_given_generator() -> None:
+    prior = fitted_mixture()
+    a = prior.sample(16, 30, torch.Generator().manual_seed(5))
+    torch.manual_seed(123)
+    b = prior.sample(16, 30, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_mixture_prior_state_loads_into_a_fresh_prior() -> None:
+    prior = fitted_mixture()
+    fresh = GaussianMixturePrior()
+    fresh.load_state_dict(prior.state_dict())
+    assert torch.equal(fresh.centres, prior.centres) and torch.equal(fresh.scale, prior.scale)
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert torch.equal(fresh.sample(7, 30, g1), prior.sample(7, 30, g2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sigma": 0.0}, "sigma"),
+        ({"num_points": 1}, "num_points"),
+        ({"p": 1.0}, "p must"),
+        ({"repeats": 0}, "repeats"),
+    ],
+)
+def test_mixture_prior_rejects_bad_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GaussianMixturePrior(**kwargs)
+
+
+def test_mixture_prior_asks_for_no_more_points_than_the_data_has() -> None:
+    assert GaussianMixturePrior().points_to_embed((2,), 1234) == 1234  # vector data: all
+    assert GaussianMixturePrior().points_to_embed((3, 32, 32), 50_000) == 20_000  # images
+    assert GaussianMixturePrior(num_points=100).points_to_embed((2,), 1234) == 100
+    with pytest.raises(ValueError, match="between 2 and 50"):
+        GaussianMixturePrior(num_points=100).points_to_embed((2,), 50)

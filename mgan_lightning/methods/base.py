@@ -253,10 +253,10 @@ class GANMethod(LightningModule):
             return
         if self.run_seed is None:
             self.run_seed = run_seed()
-        # Before step 1, once: not when resuming (the checkpoint holds the result).
-        if trainer.ckpt_path is None and self.needs_preparation():
-            state = self.prepare_from_data(trainer.datamodule) if trainer.is_global_zero else None
-            self.receive_preparation(trainer.strategy.broadcast(state, src=0))
+        if self.needs_preparation():
+            # The shapes a prior built from data imposes are known from the data's size
+            # now, before the optimizers exist; the prior itself is built at fit start.
+            self.set_latent_dim(self.prior.dim_for(self.sample_shape, self._train_size()))
         if self.max_generator_steps is not None:
             # Whichever limit comes first stops training, as with max_epochs and max_steps.
             steps = self.max_generator_steps * self.optimizer_steps_per_generator_step
@@ -266,6 +266,25 @@ class GANMethod(LightningModule):
             if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
                 trainer.fit_loop.max_epochs = -1
 
+    def on_fit_start(self) -> None:
+        """Prepare from the training data, once: after a checkpoint was restored (resuming
+        keeps what the checkpoint holds), before step 1. Process 0 computes, the others
+        receive the result."""
+        if self.needs_preparation():
+            trainer = self.trainer
+            datamodule = getattr(trainer, "datamodule", None)
+            state = self.prepare_from_data(datamodule) if trainer.is_global_zero else None
+            self.receive_preparation(trainer.strategy.broadcast(state, src=0))  # type: ignore[arg-type]
+
+    def _train_size(self) -> int:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "num_train_examples"):
+            raise RuntimeError(
+                f"{type(self).__name__}'s prior is built from the training data: train with a "
+                "GANDataModule (mgan fit --data ...), which can subsample its training split"
+            )
+        return datamodule.num_train_examples()
+
     # ------------------------------------------- preparing from the training data
     def needs_preparation(self) -> bool:
         """Whether the method must look at the training data before step 1 (by default:
@@ -273,11 +292,11 @@ class GANMethod(LightningModule):
         return self.prior.needs_data and not self.prior.prepared
 
     def prepare_from_data(self, datamodule) -> dict:
-        """Runs once, on process 0, before step 1 of a fresh run; returns what every process
+        """Runs once, on process 0, at the start of a fresh run; returns what every process
         needs (picklable) for :meth:`receive_preparation`. The default fits the prior to a
         seeded subsample of the training data, on the training device."""
         seed = self.run_seed if self.run_seed is not None else run_seed()
-        n = self.prior.points_to_embed(self.sample_shape, datamodule.num_train_examples())
+        n = self.prior.points_to_embed(self.sample_shape, self._train_size())
         examples = datamodule.subsample(n, seed=derive_seed(seed, "prior-examples"))
         generator = torch.Generator().manual_seed(derive_seed(seed, "prior-fit"))
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
@@ -293,7 +312,7 @@ class GANMethod(LightningModule):
 
     def set_latent_dim(self, dim: int) -> None:
         """Rebuild the generators (and their average) for latents of ``dim`` when it differs
-        (a prior built from data fixes the dimension only then). Before the optimizers exist
+        (a prior built from data fixes it from the data's size). Before the optimizers exist
         only: in ``setup`` or when a checkpoint is being loaded."""
         if dim == self.latent_dim:
             return

@@ -8,6 +8,7 @@ order, the latents, optimizer states, schedules and the EMA all have to resume e
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from lightning.pytorch import Trainer, seed_everything
 
 from mgan_lightning.callbacks import GeneratorStepCheckpoint, ModeCoverageEvaluation
 from mgan_lightning.data import GaussianMixture2D
-from mgan_lightning.methods import GAN, MGAN, MIMGAN
+from mgan_lightning.latent import GaussianMixturePrior
+from mgan_lightning.methods import GAN, MGAN, MIMGAN, BourGAN
 from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.nets import MLP
 from mgan_lightning.schedules import LinearDecay
@@ -41,16 +43,21 @@ METHODS = {
             "scheduler_d": lambda opt: LinearDecay(opt, start=0, end=60),
         },
     ),
+    # a prior built from the data at fit start: its centres must come back, not be rebuilt
+    "bourgan": (BourGAN, {"num_embedding_points": 100, "alpha": 0.5}),
+    "mgan_gmm_prior": (MGAN, {"prior": GaussianMixturePrior(num_points=100), "beta": 0.5}),
 }
 
 
 def build(name: str, steps: int) -> GANMethod:
     cls, extra = METHODS[name]
-    k = 1 if cls is GAN else 3
+    k = 1 if cls in (GAN, BourGAN) else 3
+    latent = {} if cls is BourGAN else {"latent_dim": 4}  # BourGAN's is its embedding's
+    extra = {k: copy.deepcopy(v) if isinstance(v, torch.nn.Module) else v for k, v in extra.items()}
     return cls(
         sample_shape=(2,),
         num_generators=k,
-        latent_dim=4,
+        **latent,
         architecture=MLP(g_hidden=16, g_layers=2, d_hidden=16, d_layers=2),
         max_generator_steps=steps,
         **extra,
