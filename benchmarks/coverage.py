@@ -312,7 +312,7 @@ class Benchmark:
         first = records[0] if records else {}
         return {
             "name": self.name,
-            "data": first.get("data_preset") or self.data,
+            "data": self.data,  # the config's folder: ring, grid, grid_bourgan_paper
             "method": self.method,
             "method_class": first.get("method_class"),
             "config": str(self.config),

@@ -40,6 +40,10 @@ PUBLISHED: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
 DATA_TITLES = {
     "ring": "2D ring: 8 Gaussians on a circle of radius 1, std 0.01",
     "grid": "2D grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
+    "grid_bourgan_paper": (
+        "BourGAN's own grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.1, 1,250 training points, "
+        "at the authors' budget (5,000 iterations, batch 128, no LR decay or EMA)"
+    ),
 }
 METRICS = (  # key in "summary", column title, decimals, per-seed value
     ("modes", "modes covered", 1, lambda r: r["modes"]),
