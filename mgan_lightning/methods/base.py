@@ -107,6 +107,8 @@ class GANMethod(LightningModule):
         ema_decay: keep an exponential moving average of the generators with this decay
             (e.g. 0.999); ``sample()``, evaluation and ``mgan predict`` then use it.
         ema_start: generator steps before averaging starts (the average copies until then).
+        independent_generators: K generators that share no layer
+            (:class:`mgan_lightning.nets.IndependentGenerators`) instead of MGAN's shared body.
     """
 
     generator_step: torch.Tensor
@@ -129,6 +131,7 @@ class GANMethod(LightningModule):
         scheduler_d: LRSchedulerCallable | None = None,
         ema_decay: float | None = None,
         ema_start: int = 0,
+        independent_generators: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -168,9 +171,8 @@ class GANMethod(LightningModule):
         self.ema_start = ema_start
         self.architecture = architecture if architecture is not None else MLP()
         self.prior = prior if prior is not None else NormalPrior()
-        self.generators = self.architecture.generator_bank(
-            num_generators, latent_dim, self.sample_shape
-        )
+        self.independent_generators = independent_generators
+        self.generators = self.build_generators(latent_dim)
         self.critic = self.architecture.critic(self.sample_shape, self.classifier_outputs())
         # The averaged generators (a submodule, so checkpoints hold them), or None.
         self.generators_ema = averaged_copy(self.generators) if ema_decay is not None else None
@@ -183,6 +185,15 @@ class GANMethod(LightningModule):
         self._training_rngs: dict[str, torch.Generator] = {}
 
     # ----------------------------------------------------------------- hooks
+    def build_generators(self, latent_dim: int) -> nn.Module:
+        """The K generators: a shared-body bank, or K independent networks."""
+        build = (
+            self.architecture.independent_generators
+            if self.independent_generators
+            else self.architecture.generator_bank
+        )
+        return build(self.num_generators, latent_dim, self.sample_shape)
+
     def classifier_outputs(self) -> int:
         """Width of the critic's classifier head (0: no classifier)."""
         return 0
@@ -318,9 +329,7 @@ class GANMethod(LightningModule):
             return
         self.latent_dim = dim
         self.hparams["latent_dim"] = dim  # so load_from_checkpoint builds the right shape
-        self.generators = self.architecture.generator_bank(
-            self.num_generators, dim, self.sample_shape
-        ).to(self.device)
+        self.generators = self.build_generators(dim).to(self.device)
         if self.generators_ema is not None:
             self.generators_ema = averaged_copy(self.generators)
 

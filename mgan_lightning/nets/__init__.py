@@ -4,6 +4,7 @@ from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.critic import Critic
 from mgan_lightning.nets.dcgan import DCGAN
 from mgan_lightning.nets.generator_bank import GeneratorBank
+from mgan_lightning.nets.independent import IndependentGenerators
 from mgan_lightning.nets.mlp import MLP
 
-__all__ = ["MLP", "DCGAN", "Architecture", "Critic", "GeneratorBank"]
+__all__ = ["MLP", "DCGAN", "Architecture", "Critic", "GeneratorBank", "IndependentGenerators"]

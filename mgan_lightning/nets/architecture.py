@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mgan_lightning.nets.critic import Critic
 from mgan_lightning.nets.generator_bank import GeneratorBank
+from mgan_lightning.nets.independent import IndependentGenerators
 
 
 class Architecture:
@@ -21,3 +22,13 @@ class Architecture:
 
     def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
         raise NotImplementedError
+
+    def independent_generators(
+        self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
+    ) -> IndependentGenerators:
+        """K generators that share no layer: each one is this architecture's one-generator
+        bank, initialised on its own."""
+        shape = tuple(sample_shape)
+        return IndependentGenerators(
+            lambda: self.generator_bank(1, latent_dim, shape), num_generators
+        )

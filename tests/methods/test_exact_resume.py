@@ -43,6 +43,8 @@ METHODS = {
             "scheduler_d": lambda opt: LinearDecay(opt, start=0, end=60),
         },
     ),
+    # generators that share no layer (vmap over stacked parameters)
+    "mgan_independent": (MGAN, {"independent_generators": True, "beta": 0.5}),
     # a prior built from the data at fit start: its centres must come back, not be rebuilt
     "bourgan": (BourGAN, {"num_embedding_points": 100, "alpha": 0.5}),
     "mgan_gmm_prior": (MGAN, {"prior": GaussianMixturePrior(num_points=100), "beta": 0.5}),
