@@ -44,6 +44,7 @@ class RankRecorder(Callback):
                 "eval_samples": torch.cat(drawn),
                 "eval_result": result,
                 "modes": trainer.datamodule.modes,
+                "example_weights": getattr(trainer.datamodule, "example_weights", None),
                 "mode_std": trainer.datamodule.mode_std,
             },
             os.path.join(os.environ["MGAN_PROBE_DIR"], f"rank{trainer.global_rank}.pt"),

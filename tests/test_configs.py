@@ -122,7 +122,11 @@ def test_config_builds_offline_without_reading_data(path: Path, tmp_path: Path, 
     assert _below(touched, str(absent)) == [], "constructing the DataModule read data_root"
     assert not absent.exists()
     if isinstance(model, GANMethod):
-        steps = config["model"]["init_args"].get("max_generator_steps")
+        init = config["model"]["init_args"]
+        # the length in generator steps: given, or (MWU) rounds x steps per round
+        steps = init.get("max_generator_steps") or (
+            init.get("num_rounds", 0) * init.get("steps_per_round", 0) or None
+        )
         assert steps is not None and steps >= 1, "a GAN config must fix its length"
         assert model.max_generator_steps == steps
     else:  # the digit classifier: a bounded number of epochs instead

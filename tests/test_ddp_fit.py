@@ -25,9 +25,17 @@ SMALL = [
     "--trainer.enable_progress_bar=false",
 ]
 
+EXTRA = {  # MWU: two rounds of 3 steps, so the weights are updated twice under DDP
+    "mwu": [
+        "--model.init_args.num_rounds=2",
+        "--model.init_args.steps_per_round=3",
+        "--model.init_args.delta=1.0",
+    ],
+}
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["gan", "mgan", "mimgan", "bourgan"])
+@pytest.mark.parametrize("method", ["gan", "mgan", "mimgan", "bourgan", "mwu"])
 def test_two_process_fit(tmp_path: Path, method: str) -> None:
     exe = shutil.which("mgan") or str(Path(sys.executable).with_name("mgan"))
     env = {
@@ -43,6 +51,7 @@ def test_two_process_fit(tmp_path: Path, method: str) -> None:
         f"--trainer.default_root_dir={tmp_path / 'run'}",
         "--trainer.callbacks+=tests.ddp_probe.RankRecorder",
         *SMALL,
+        *EXTRA.get(method, []),
     ]  # fmt: skip
     proc = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400
@@ -55,6 +64,10 @@ def test_two_process_fit(tmp_path: Path, method: str) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a), "processes ended with different weights"
     if method == "bourgan":  # the prior was built on process 0 and received by process 1
         assert a["prior.centres"].shape == (2000, 55)
+    if method == "mwu":  # scores gathered from both processes: the same update on each
+        w0, w1 = ranks[0]["example_weights"], ranks[1]["example_weights"]
+        assert w0.shape == (2000,) and torch.equal(w0, w1)
+        assert (w0 > 1).any()
     assert int(a["generator_step"]) == 6
     assert not torch.equal(ranks[0]["first_latent"], ranks[1]["first_latent"])
     assert not torch.equal(ranks[0]["first_batch"], ranks[1]["first_batch"])

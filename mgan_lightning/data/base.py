@@ -83,13 +83,22 @@ class GANDataModule(LightningDataModule):
         # Seed of the training order: the run's seed, fixed when training first reads data
         # and kept in checkpoints, so a resumed run reads on in the same order.
         self.order_seed: int | None = None
+        # Per-example weights of the training split (float64: they may grow as 2^T), or
+        # None. A method that reweights the data (the multiplicative-weights mixture) turns
+        # them on and updates them; they are kept in checkpoints.
+        self.example_weights: torch.Tensor | None = None
 
     def state_dict(self) -> dict:
-        return {} if self.order_seed is None else {"order_seed": self.order_seed}
+        state: dict = {} if self.order_seed is None else {"order_seed": self.order_seed}
+        if self.example_weights is not None:
+            state["example_weights"] = self.example_weights.clone()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         if state_dict.get("order_seed") is not None:
             self.order_seed = int(state_dict["order_seed"])
+        if state_dict.get("example_weights") is not None:
+            self.example_weights = state_dict["example_weights"].to(torch.float64)
 
     @property
     def num_channels(self) -> int:
@@ -141,10 +150,35 @@ class GANDataModule(LightningDataModule):
                 f"subsample: asked for {n} examples, the training split has {available}"
             )
         order = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:n]
+        return self.examples(order)
+
+    def examples(self, indices: torch.Tensor) -> torch.Tensor:
+        """The training examples at ``indices`` (CPU), stacked: ``(len, *sample_shape)``."""
+        dataset = self._dataset(train=True)
         if isinstance(dataset, TensorBatchDataset):
-            return dataset[order][0]
-        first = [dataset[i] for i in order.tolist()]
-        return torch.stack([x[0] if isinstance(x, (tuple, list)) else x for x in first])
+            return dataset[indices][0]
+        items = [dataset[i] for i in indices.tolist()]
+        return torch.stack([x[0] if isinstance(x, (tuple, list)) else x for x in items])
+
+    # ------------------------------------------------------- per-example weights
+    def enable_example_weights(self) -> torch.Tensor:
+        """Turn per-example weights on (all 1) unless they already are (e.g. restored from
+        a checkpoint); returns them."""
+        if self.example_weights is None:
+            self.example_weights = torch.ones(self.num_train_examples(), dtype=torch.float64)
+        return self.example_weights
+
+    def draw_weighted(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` training examples drawn with replacement, each with probability
+        ``w_i / sum(w)`` (uniform while weights are off), from ``generator`` (CPU)."""
+        weights = self.example_weights
+        if weights is None:
+            index = torch.randint(self.num_train_examples(), (n,), generator=generator)
+        else:  # divided by the largest weight: no overflow however large they grow
+            index = torch.multinomial(
+                weights / weights.max(), n, replacement=True, generator=generator
+            )
+        return self.examples(index)
 
     def train_dataloader(self) -> TrainBatches:
         """This process's share of each epoch, in the run's seeded order (see
@@ -155,6 +189,12 @@ class GANDataModule(LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         if self.order_seed is None:
             self.order_seed = run_seed(default=self.seed)
+        if self.example_weights is not None:
+            # Weighted training: the method draws each real batch in its step, with the weights
+            # of that moment (draw_weighted); a loader would have prefetched batches drawn with
+            # the weights before an update. The loader then only paces the steps: it yields
+            # batches of indices, no data.
+            dataset = TensorBatchDataset(torch.arange(len(dataset)))  # type: ignore[arg-type]
         sampler = EpochBatchSampler(
             len(dataset),  # type: ignore[arg-type]
             self.batch_size,

@@ -5,5 +5,6 @@ from mgan_lightning.methods.bourgan import BourGAN
 from mgan_lightning.methods.gan import GAN
 from mgan_lightning.methods.mgan import MGAN
 from mgan_lightning.methods.mimgan import MIMGAN
+from mgan_lightning.methods.mwu import MWU
 
-__all__ = ["GANMethod", "GAN", "BourGAN", "MGAN", "MIMGAN", "NonFiniteLossError"]
+__all__ = ["GANMethod", "GAN", "BourGAN", "MGAN", "MIMGAN", "MWU", "NonFiniteLossError"]

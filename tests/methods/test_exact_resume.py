@@ -19,7 +19,7 @@ from lightning.pytorch import Trainer, seed_everything
 from mgan_lightning.callbacks import GeneratorStepCheckpoint, ModeCoverageEvaluation
 from mgan_lightning.data import GaussianMixture2D
 from mgan_lightning.latent import GaussianMixturePrior
-from mgan_lightning.methods import GAN, MGAN, MIMGAN, BourGAN
+from mgan_lightning.methods import GAN, MGAN, MIMGAN, MWU, BourGAN
 from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.nets import MLP
 from mgan_lightning.schedules import LinearDecay
@@ -48,12 +48,15 @@ METHODS = {
     # a prior built from the data at fit start: its centres must come back, not be rebuilt
     "bourgan": (BourGAN, {"num_embedding_points": 100, "alpha": 0.5}),
     "mgan_gmm_prior": (MGAN, {"prior": GaussianMixturePrior(num_points=100), "beta": 0.5}),
+    # rounds of 10 steps: the stop at 13 falls inside round 2, after one reweighting
+    # (delta 1.0 doubles about half the points), with a fresh D and optimizer state
+    "mwu": (MWU, {"num_rounds": 6, "steps_per_round": 5, "delta": 1.0}),
 }
 
 
 def build(name: str, steps: int) -> GANMethod:
     cls, extra = METHODS[name]
-    k = 1 if cls in (GAN, BourGAN) else 3
+    k = extra.get("num_rounds", 1 if cls in (GAN, BourGAN) else 3)  # MWU: one per round
     latent = {} if cls is BourGAN else {"latent_dim": 4}  # BourGAN's is its embedding's
     extra = {k: copy.deepcopy(v) if isinstance(v, torch.nn.Module) else v for k, v in extra.items()}
     return cls(
@@ -102,6 +105,9 @@ def full_state(model: GANMethod, trainer: Trainer) -> dict[str, torch.Tensor]:
                 state[f"opt{i}.{pid}.{key}"] = torch.as_tensor(value)
     for i, config in enumerate(trainer.lr_scheduler_configs):
         state[f"sched{i}.lr"] = torch.tensor(config.scheduler.get_last_lr())
+    weights = getattr(trainer.datamodule, "example_weights", None)
+    if weights is not None:
+        state["data.example_weights"] = weights
     return state
 
 
