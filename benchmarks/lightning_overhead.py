@@ -13,7 +13,8 @@ three ways, interleaved, one thread, ``--reps`` repetitions of ``--steps`` gener
   it (``build_cli(run=False)``, then ``trainer.fit``), with the config's CSVLogger
   (``log_every_n_steps: 200``), ModeCoverageEvaluation and GeneratorStepCheckpoint callbacks,
   and the progress bar on (as ``mgan fit`` shows it by default). Only
-  ``model.max_generator_steps`` and ``default_root_dir`` are overridden.
+  ``model.max_generator_steps`` and ``default_root_dir`` are overridden, and the config's LR
+  schedule and EMA are turned off (the plain loop has neither; ``--with-aids`` keeps them).
 
 Throughput is generator steps per second in the steady state: from generator step
 ``--warmup`` to the last step (start-up, the end-of-training evaluation and the checkpoint are
@@ -112,14 +113,25 @@ def cli_args(steps: int, root: str) -> list[str]:
         str(CONFIG),
         f"--model.init_args.max_generator_steps={steps}",
         f"--trainer.default_root_dir={root}",
+        # the config's LR decay and EMA are extra work, not overhead: the plain loop has
+        # neither, so they are off here (both are measured apart with --with-aids)
+        *([] if WITH_AIDS else AIDS_OFF),
     ]
+
+
+AIDS_OFF = [
+    "--model.init_args.scheduler_g=null",
+    "--model.init_args.scheduler_d=null",
+    "--model.init_args.ema_decay=null",
+]
+WITH_AIDS = False
 
 
 def module_loop(data: torch.Tensor, steps: int, warmup: int, root: str) -> tuple[float, float]:
     """The plain loop above, but through ``GAN``'s hooks and nets (no Trainer)."""
     torch.manual_seed(0)
     model = build_cli(cli_args(steps, root), run=False).model
-    opt_g, opt_d = model.configure_optimizers()
+    (opt_g, opt_d), _ = model.configure_optimizers()  # (optimizers, schedulers)
     start, cpu = time.perf_counter(), time.process_time()
     for step in range(steps):
         if step == warmup:
@@ -330,7 +342,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", default=str(RESULTS / "lightning_overhead"), help="output path without extension"
     )
+    parser.add_argument(
+        "--with-aids",
+        action="store_true",
+        help="keep the config's LR decay and EMA (extra work the plain loop does not do)",
+    )
     args = parser.parse_args(argv)
+    global WITH_AIDS
+    WITH_AIDS = args.with_aids
     torch.set_num_threads(1)
     data = ring_data()
     timed = args.steps - args.warmup
@@ -448,7 +467,8 @@ def main(argv: list[str] | None = None) -> None:
         "plain": "plain PyTorch loop, nn.Sequential nets",
         "module": "same loop through `GAN`'s hooks and nets (no Trainer)",
         "lightning": f"`Trainer.fit` as `mgan fit` builds it ({info.get('logger')}, "
-        f"log_every_n_steps {info.get('log_every_n_steps')}, progress bar on)",
+        f"log_every_n_steps {info.get('log_every_n_steps')}, progress bar on, "
+        f"{'with' if WITH_AIDS else 'without'} the config's LR decay and EMA)",
         "lightning_log_every_step": "the same `Trainer.fit`, with `training_step` as before "
         "the logging change (`self.log_dict` every step)",
     }
