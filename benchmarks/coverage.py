@@ -145,6 +145,7 @@ def evaluate(
     )
     model, data = cli.model, cli.datamodule
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.on_load_checkpoint(state)  # as Lightning does: e.g. BourGAN's data-sized latent
     model.load_state_dict(state["state_dict"])
     if getattr(data, "modes", None) is None:
         data.setup("fit")
