@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mgan_lightning.nets.modes import eval_mode
+
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``metric(a[r, ...], b[c, ...]) -> distances[r, c]``."""
 
@@ -67,16 +69,12 @@ def extract_features(
     points: torch.Tensor, extractor: nn.Module, chunk_size: int = 1024
 ) -> torch.Tensor:
     """``extractor(points)`` in eval mode, chunk by chunk, flattened to ``(n, features)``;
-    the extractor's own train/eval mode is restored afterwards."""
-    was_training = extractor.training
-    extractor.eval()
-    try:
+    the extractor's own train/eval modes are restored afterwards."""
+    with eval_mode(extractor):
         parts = [
             extractor(points[i : i + chunk_size]).flatten(1)
             for i in range(0, len(points), chunk_size)
         ]
-    finally:
-        extractor.train(was_training)
     return torch.cat(parts)
 
 

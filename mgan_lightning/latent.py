@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mgan_lightning.embedding import Metric, bourgain_embedding, embedding_dim
+from mgan_lightning.nets.buffers import take_saved_shapes
 
 
 class LatentPrior(nn.Module):
@@ -197,7 +198,5 @@ class GaussianMixturePrior(LatentPrior):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """Take the saved centres whatever their shape (a fresh prior has none)."""
-        key = prefix + "centres"
-        if key in state_dict and state_dict[key].shape != self.centres.shape:
-            self.centres = torch.empty_like(state_dict[key], device=self.centres.device)
+        take_saved_shapes(self, state_dict, prefix, ["centres"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
 
 from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
 from mgan_lightning.methods.base import GANMethod
+from mgan_lightning.nets.modes import eval_mode
 from mgan_lightning.rng import derive_seed
 
 
@@ -39,17 +38,13 @@ def generator_step(trainer: Trainer, pl_module: LightningModule) -> int:
     return int(step) if step is not None else trainer.global_step
 
 
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run the block with every submodule in eval mode, then give each its own mode back
-    (a submodule the user keeps in eval mode stays there)."""
-    modes = {name: m.training for name, m in module.named_modules()}
-    module.eval()
-    try:
-        yield
-    finally:
-        for name, m in module.named_modules():
-            m.training = modes.get(name, m.training)
+def publish_metrics(trainer: Trainer, metrics: dict[str, float], step: int) -> None:
+    """Send fit-time values to every logger at ``step`` and into ``callback_metrics`` (where
+    checkpoint monitors and the progress bar read them)."""
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+    for name, value in metrics.items():
+        trainer.callback_metrics[name] = torch.tensor(value)
 
 
 def report(trainer: Trainer, text: str) -> None:
@@ -153,11 +148,7 @@ class SampleEvaluation(Callback):
     def publish(self, trainer: Trainer, result: dict[str, float], step: int) -> None:
         """Send a fit-time result to the loggers at ``step``, to ``callback_metrics`` and to
         the console."""
-        metrics = {self.key(name): value for name, value in result.items()}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
-        for name, value in metrics.items():
-            trainer.callback_metrics[name] = torch.tensor(value)
+        publish_metrics(trainer, {self.key(name): value for name, value in result.items()}, step)
         self.last_step = step
 
     # ----------------------------------------------------------------- hooks

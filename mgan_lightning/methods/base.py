@@ -306,7 +306,7 @@ class GANMethod(LightningModule):
         """Runs once, on process 0, at the start of a fresh run; returns what every process
         needs (picklable) for :meth:`receive_preparation`. The default fits the prior to a
         seeded subsample of the training data, on the training device."""
-        seed = self.run_seed if self.run_seed is not None else run_seed()
+        seed = self.resolved_run_seed()
         n = self.prior.points_to_embed(self.sample_shape, self._train_size())
         examples = datamodule.subsample(n, seed=derive_seed(seed, "prior-examples"))
         generator = torch.Generator().manual_seed(derive_seed(seed, "prior-fit"))
@@ -358,9 +358,18 @@ class GANMethod(LightningModule):
         rng = self._training_rngs.get(stream)
         if rng is None or rng.device != self.device:
             rng = self._training_rngs[stream] = torch.Generator(device=self.device)
-        seed = self.run_seed if self.run_seed is not None else run_seed()
-        rng.manual_seed(derive_seed(seed, stream, self.global_rank, self.generator_steps_done))
+        rng.manual_seed(self.step_seed(stream))
         return rng
+
+    def resolved_run_seed(self) -> int:
+        """The run's seed (set at fit start or restored), else the environment's."""
+        return self.run_seed if self.run_seed is not None else run_seed()
+
+    def step_seed(self, stream: str) -> int:
+        """Seed of ``stream``'s draws in this generator step on this process."""
+        return derive_seed(
+            self.resolved_run_seed(), stream, self.global_rank, self.generator_steps_done
+        )
 
     def fake_batch(
         self, real_batch_size: int, generator: torch.Generator | None = None

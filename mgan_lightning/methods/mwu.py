@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 
 from mgan_lightning.methods.gan import GAN
 from mgan_lightning.metrics.mode_coverage import ModeCoverage
+from mgan_lightning.nets.buffers import take_saved_shapes
 from mgan_lightning.nets.independent import IndependentGenerators
+from mgan_lightning.nets.modes import eval_mode
 from mgan_lightning.rng import derive_seed
 
 
@@ -167,9 +168,8 @@ class MWU(GAN):
         """The step's real batch, drawn with probability proportional to the weights (the
         loader's batch only gives its size)."""
         n = len(super().real_samples(batch))
-        generator = torch.Generator().manual_seed(
-            derive_seed(self.run_seed or 0, "mwu-data", self.global_rank, self.generator_steps_done)
-        )
+        # on the CPU, where the weights are
+        generator = torch.Generator().manual_seed(self.step_seed("mwu-data"))
         return self._datamodule().draw_weighted(n, generator).to(self.device)
 
     # ---------------------------------------------------------------- rounds
@@ -186,15 +186,11 @@ class MWU(GAN):
         n = datamodule.num_train_examples()
         rank, world = self.global_rank, self.trainer.world_size
         mine = torch.arange(rank, n, world)
-        was_training = self.critic.training
-        self.critic.eval()
-        try:
+        with eval_mode(self.critic):
             scores = [
                 torch.sigmoid(self.critic(datamodule.examples(chunk).to(self.device))[0]).flatten()
                 for chunk in mine.split(self.score_batch_size)
             ]
-        finally:
-            self.critic.train(was_training)
         share = torch.cat(scores).to(torch.float64)
         if world == 1:
             return share.cpu()
@@ -230,7 +226,7 @@ class MWU(GAN):
     def fresh_critic(self, t: int) -> None:
         """New weights for D, drawn from a seed of (run seed, round): resumes exactly."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.run_seed or 0, "mwu-critic", t))
+            torch.manual_seed(derive_seed(self.resolved_run_seed(), "mwu-critic", t))
             fresh = self.architecture.critic(self.sample_shape, self.classifier_outputs())
         self.critic.load_state_dict(fresh.state_dict())
 
@@ -247,13 +243,14 @@ class MWU(GAN):
         }
         row.update(self.new_generator_coverage(t))
         self.round_history.append(row)
+        # imported here: the callbacks package imports the methods
+        from mgan_lightning.callbacks.evaluation import publish_metrics, report
+
         step = self.generator_steps_done
-        for logger in self.trainer.loggers:
-            logger.log_metrics(row, step=step)
-        for key, value in row.items():
-            self.trainer.callback_metrics[key] = torch.tensor(value)
+        publish_metrics(self.trainer, row, step)
         text = ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in row.items())
-        rank_zero_info(f"MWU round {t + 1}/{self.num_rounds} done at generator step {step}: {text}")
+        done = f"MWU round {t + 1}/{self.num_rounds} done at generator step {step}"
+        report(self.trainer, f"{done}: {text}")
 
     @torch.no_grad()
     def new_generator_coverage(self, t: int) -> dict[str, float]:
@@ -263,15 +260,11 @@ class MWU(GAN):
         if modes is None or self.coverage_samples < 1 or self.global_rank != 0:
             return {}
         generator = torch.Generator(device=self.device).manual_seed(
-            derive_seed(self.run_seed or 0, "mwu-round-coverage", t)
+            derive_seed(self.resolved_run_seed(), "mwu-round-coverage", t)
         )
         z = self.prior.sample(self.coverage_samples, self.latent_dim, generator)
-        was_training = self.generators.training
-        self.generators.eval()
-        try:
+        with eval_mode(self.generators):
             samples = self.bank.forward_one(t, z)
-        finally:
-            self.generators.train(was_training)
         # process 0 alone: no synchronisation with the others
         metric = ModeCoverage(
             modes, datamodule.mode_std, datamodule.mode_weights, sync_on_compute=False
@@ -285,7 +278,5 @@ class MWU(GAN):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         """The per-point ratio sums take their saved size (unknown before data is seen)."""
-        key = prefix + "ratio_sum"
-        if key in state_dict and state_dict[key].shape != self.ratio_sum.shape:
-            self.ratio_sum = torch.zeros_like(state_dict[key], device=self.ratio_sum.device)
+        take_saved_shapes(self, state_dict, prefix, ["ratio_sum"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
