@@ -433,8 +433,13 @@ class GANMethod(LightningModule):
         self.generator_step += 1
         self.generator_steps_done += 1
         if self.generators_ema is not None and self.ema_decay is not None:
-            decay = self.ema_decay if self.generator_steps_done > self.ema_start else 0.0
-            update_average(self.generators_ema, self.generators, decay)
+            update_average(self.generators_ema, self.generators, self.ema_decay_now())
+
+    def ema_decay_now(self) -> float:
+        """The EMA decay of this generator step: 0 (the average copies) until ``ema_start``
+        steps are done, ``ema_decay`` after."""
+        assert self.ema_decay is not None
+        return self.ema_decay if self.generator_steps_done > self.ema_start else 0.0
 
     def _schedulers(self) -> list:
         if self._trainer is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from mgan_lightning.methods.gan import GAN
 from mgan_lightning.metrics.mode_coverage import ModeCoverage
@@ -46,6 +47,11 @@ class MWU(GAN):
                        shared across processes) and double w_i where term_i < delta
                        (:func:`multiplicative_weights_update`); G_t is frozen
         model: the uniform mixture of G_1..G_T
+
+    Training aids apply per round, as each round is a GAN of its own: a
+    :class:`~mgan_lightning.schedules.LinearDecay` with ``period: steps_per_round`` restarts
+    the learning rates every round, and with ``ema_decay`` the moving average restarts too
+    (``ema_start`` counts steps into the round) and, at the round's end, becomes G_t itself.
 
     The generators share no layer (:class:`~mgan_lightning.nets.IndependentGenerators`, all
     T slots allocated up front); only the current one trains, and sampling or evaluation
@@ -149,6 +155,25 @@ class MWU(GAN):
         index = torch.full((n,), t, dtype=torch.long, device=fake.device)
         return fake, index, z
 
+    # ---------------------------------------------------------- training aids
+    def configure_optimizers(self):
+        optimizers, schedulers = super().configure_optimizers()
+        for config in schedulers:
+            period = getattr(config["scheduler"], "period", self.steps_per_round)
+            if period != self.steps_per_round:
+                rank_zero_warn(
+                    f"MWU restarts its networks every {self.steps_per_round} steps, but the "
+                    f"schedule {config['name']} has period {period}: set its period to "
+                    f"steps_per_round ({self.steps_per_round}) to decay once per round"
+                )
+        return optimizers, schedulers
+
+    def ema_decay_now(self) -> float:
+        """The moving average restarts every round: ``ema_start`` counts steps into it."""
+        assert self.ema_decay is not None
+        into_round = self.generator_steps_done - self.current_round * self.steps_per_round
+        return self.ema_decay if into_round > self.ema_start else 0.0
+
     # ------------------------------------------------------------------ data
     def setup(self, stage: str) -> None:
         super().setup(stage)
@@ -212,6 +237,9 @@ class MWU(GAN):
             weights, self.score_training_points(), self.delta
         )
         datamodule.example_weights = new_weights
+        if self.generators_ema is not None:
+            # G_t is frozen as its average: what the mixture samples from now on
+            self.bank.copy_slot(t, self.generators_ema)
         if self.ratio_sum.shape != term.shape:
             self.ratio_sum = torch.zeros_like(term, device=self.ratio_sum.device)
         self.ratio_sum += term.to(self.ratio_sum.device)

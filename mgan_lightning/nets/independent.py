@@ -77,6 +77,13 @@ class IndependentGenerators(nn.Module):
         for name in self.param_names + self.buffer_names:
             getattr(self, _flat(name))[k].copy_(state[name])
 
+    @torch.no_grad()
+    def copy_slot(self, k: int, source: IndependentGenerators) -> None:
+        """Slot ``k`` takes the weights and buffers of ``source``'s slot ``k`` (e.g. its
+        moving average)."""
+        for name in self.param_names + self.buffer_names:
+            getattr(self, _flat(name))[k].copy_(getattr(source, _flat(name))[k])
+
     def set_trainable(self, slots: torch.Tensor | list[int] | None) -> None:
         """Only these slots receive gradients (``None``: all)."""
         mask = torch.zeros_like(self.trainable)

@@ -51,6 +51,19 @@ METHODS = {
     # rounds of 10 steps: the stop at 13 falls inside round 2, after one reweighting
     # (delta 1.0 doubles about half the points), with a fresh D and optimizer state
     "mwu": (MWU, {"num_rounds": 6, "steps_per_round": 5, "delta": 1.0}),
+    # with the per-round schedule and moving average (both restart every round)
+    "mwu_aids": (
+        MWU,
+        {
+            "num_rounds": 6,
+            "steps_per_round": 5,
+            "delta": 1.0,
+            "ema_decay": 0.9,
+            "ema_start": 1,
+            "scheduler_g": lambda opt: LinearDecay(opt, start=2, end=5, period=5),
+            "scheduler_d": lambda opt: LinearDecay(opt, start=2, end=5, period=5),
+        },
+    ),
 }
 
 

@@ -17,6 +17,7 @@ from mgan_lightning.methods import MWU
 from mgan_lightning.methods.mwu import multiplicative_weights_update
 from mgan_lightning.metrics.mode_coverage import ModeCoverage, assign_modes
 from mgan_lightning.nets import MLP
+from mgan_lightning.schedules import LinearDecay
 
 
 def test_update_rule_on_hand_made_scores() -> None:
@@ -169,3 +170,61 @@ def test_settings_are_checked() -> None:
         MWU(sample_shape=(2,), num_rounds=3, num_generators=4)
     with pytest.raises(ValueError, match="delta"):
         MWU(sample_shape=(2,), delta=0.0)
+
+
+class RoundBoundaryProbe(Callback):
+    """The learning rates after every step, and both banks right after round 1 ends."""
+
+    def __init__(self, steps_per_round: int) -> None:
+        self.steps_per_round, self.lrs, self.at_round_end = steps_per_round, [], None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        if pl_module.generator_steps_done == self.steps_per_round and self.at_round_end is None:
+            self.at_round_end = (
+                {n: p.detach().clone() for n, p in pl_module.bank.named_parameters()},
+                {n: p.detach().clone() for n, p in pl_module.generators_ema.named_parameters()},
+            )
+
+
+def test_training_aids_restart_every_round() -> None:
+    """With a periodic LinearDecay the learning rate decays to 0 within each round and is
+    back at its initial value when the next round starts; the moving average restarts at
+    each round (ema_start counts steps into it) and becomes the frozen G_t at its end, so a
+    finished slot no longer moves in either bank."""
+    seed_everything(0, verbose=False)
+    steps = 6
+    model = MWU(
+        sample_shape=(2,), num_rounds=2, steps_per_round=steps, latent_dim=2,
+        architecture=MLP(8, 1, 8, 1), ema_decay=0.5, ema_start=2,
+        optimizer_g=lambda p: torch.optim.Adam(p, lr=0.01),
+        scheduler_g=lambda opt: LinearDecay(opt, start=3, end=6, period=steps),
+    )  # fmt: skip
+    probe = RoundBoundaryProbe(steps)
+    data = GaussianMixture2D(preset="ring", num_train=500, batch_size=32)
+    Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[probe],
+            enable_model_summary=False, enable_checkpointing=False).fit(model, datamodule=data)  # fmt: skip
+    # the rate for the next step, read after steps 1..12 (step s + 1 uses factor(s % 6))
+    expected = [0.01 * f for f in (1, 1, 1, 2 / 3, 1 / 3, 1)] * 2
+    assert probe.lrs == pytest.approx(expected)
+    live, ema = probe.at_round_end
+    for name in live:
+        assert torch.equal(live[name][0], ema[name][0])  # G_1 is its average
+        assert torch.equal(model.bank.get_parameter(name)[0], live[name][0])  # and stays
+        assert torch.equal(model.generators_ema.get_parameter(name)[0], live[name][0])
+    # the average of round 2 restarted: it copies until 2 steps into the round
+    model.generator_steps_done = steps + 2
+    assert model.ema_decay_now() == 0.0
+    model.generator_steps_done = steps + 3
+    assert model.ema_decay_now() == 0.5
+
+
+def test_a_schedule_that_ignores_rounds_is_flagged() -> None:
+    model = MWU(sample_shape=(2,), num_rounds=2, steps_per_round=5, latent_dim=2,
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=2,
+                scheduler_g=lambda opt: LinearDecay(opt, start=0, end=10))  # fmt: skip
+    data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="set its period to steps_per_round"):
+        trainer.fit(model, datamodule=data)
