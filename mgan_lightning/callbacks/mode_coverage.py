@@ -16,6 +16,10 @@ from mgan_lightning.metrics.mode_coverage import ModeCoverage
 class ModeCoverageEvaluation(SampleEvaluation):
     """Samples the model, computes :class:`ModeCoverage` and draws a scatter plot.
 
+    Any dimension d: high quality means within the d-dimensional radius of
+    :func:`~mgan_lightning.metrics.mode_coverage.high_quality_radius` (3 std in 2D), and the
+    scatter shows coordinates 1-2 for d >= 3, x against jitter for d = 1 (captioned).
+
     ``num_samples`` are split across processes and the metric state is summed, so the
     figures cover all of them; the scatter shows rank 0's share, coloured by generator.
     The modes come from the DataModule (``modes``, ``mode_std``, ``mode_weights``). Logged as
@@ -54,7 +58,7 @@ class ModeCoverageEvaluation(SampleEvaluation):
         if data is None or modes is None or getattr(data, "mode_std", None) is None:
             raise ValueError(
                 "ModeCoverageEvaluation needs a DataModule with known modes (e.g. "
-                "GaussianMixture2D); remove this callback from trainer.callbacks for this data."
+                "GaussianMixture); remove this callback from trainer.callbacks for this data."
             )
         return ModeCoverage(modes, data.mode_std, getattr(data, "mode_weights", None)).to(device)
 

@@ -1,4 +1,8 @@
-"""A 2D scatter plot drawn with Pillow: points coloured by generator, known modes marked."""
+"""A 2D scatter plot drawn with Pillow: points coloured by generator, known modes marked.
+
+Data of any dimension d is drawn in the plane (:func:`planar_view`): d = 2 as it is, d >= 3
+by its first two coordinates, d = 1 against a random vertical jitter; the picture says
+which."""
 
 from __future__ import annotations
 
@@ -34,6 +38,31 @@ def plot_bounds(
     )
 
 
+def planar_view(
+    points: torch.Tensor, modes: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """``(N, d)`` points and ``(M, d)`` modes as 2D coordinates, and a caption naming the view.
+
+    - d = 2: unchanged, no caption;
+    - d >= 3: coordinates 1 and 2 (the others are dropped: modes that differ only there
+      overlap in the picture);
+    - d = 1: x against a uniform jitter of +-1/4 of the data's x range (a fixed seed: the
+      same points give the same picture), modes at y = 0.
+    """
+    dim = points.shape[1]
+    if dim == 2:
+        return points, modes, ""
+    if dim >= 3:
+        return points[:, :2], None if modes is None else modes[:, :2], f"coordinates 1-2 of {dim}"
+    ref = modes if modes is not None and len(modes) else points
+    span = float(ref.max() - ref.min()) if len(ref) else 0.0
+    half_height = 0.25 * max(span, 1.0)
+    jitter = torch.rand(len(points), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    flat = torch.stack([points[:, 0], half_height * jitter], dim=1)
+    on_axis = None if modes is None else torch.cat([modes, torch.zeros_like(modes)], dim=1)
+    return flat, on_axis, "1D data: y is random jitter"
+
+
 def render_scatter(
     points: torch.Tensor,
     generator_index: torch.Tensor | None = None,
@@ -41,15 +70,18 @@ def render_scatter(
     title: str = "",
     size: int = 512,
 ) -> Image.Image:
-    """Scatter ``points[N, 2]``; colour ``i`` is generator ``i``; modes are thin black crosses
-    drawn under the points."""
+    """Scatter ``points[N, d]``; colour ``i`` is generator ``i``; modes are thin black crosses
+    drawn under the points. For d != 2 the plane shown is :func:`planar_view`'s, named at the
+    bottom of the picture."""
     points = points.detach().float().cpu()
+    modes = None if modes is None else modes.detach().float().cpu()
+    dim = points.shape[1]
+    points, modes, caption = planar_view(points, modes)
     index = (
         torch.zeros(len(points), dtype=torch.long)
         if generator_index is None
         else generator_index.detach().cpu().long()
     )
-    modes = None if modes is None else modes.detach().float().cpu()
     x0, x1, y0, y1 = plot_bounds(points, modes)
     top, pad = 28, 8
     plot = size - 2 * pad
@@ -77,10 +109,11 @@ def render_scatter(
             u, v = pad + 4 + 36 * (k % 12), top + pad + 4 + 14 * (k // 12)
             draw.rectangle([u, v + 2, u + 8, v + 10], fill=PALETTE[k % len(PALETTE)])
             draw.text((u + 10, v), f"G{k}", fill="black", font=font)
+    ranges = f"x: [{x0:.2f}, {x1:.2f}]" + (f"  y: [{y0:.2f}, {y1:.2f}]" if dim > 1 else "")
     draw.text(
         (pad + 2, size + top - pad - 12),
-        f"x: [{x0:.2f}, {x1:.2f}]  y: [{y0:.2f}, {y1:.2f}]",
-        fill="gray",
+        f"{caption}  {ranges}" if caption else ranges,
+        fill="black" if caption else "gray",
         font=font,
     )
     return image

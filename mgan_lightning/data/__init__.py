@@ -1,15 +1,17 @@
-"""DataModules: 2D Gaussian mixtures and image data sets on one base class."""
+"""DataModules: Gaussian mixtures (any dimension) and image data sets on one base class."""
 
 from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
 from mgan_lightning.data.errors import DataNotFoundError
-from mgan_lightning.data.gaussian_mixture import GaussianMixture2D
+from mgan_lightning.data.gaussian_mixture import GaussianMixture, GaussianMixture2D
 from mgan_lightning.data.mnist import MNIST, StackedMNIST
+from mgan_lightning.data.slots import SampleSlots, sample_slot_loader
 from mgan_lightning.data.torchvision_images import CIFAR10, STL10, CelebA, ImageFolder
 
 __all__ = [
     "GANDataModule",
     "TensorBatchDataset",
     "DataNotFoundError",
+    "GaussianMixture",
     "GaussianMixture2D",
     "MNIST",
     "StackedMNIST",
@@ -17,4 +19,6 @@ __all__ = [
     "STL10",
     "CelebA",
     "ImageFolder",
+    "SampleSlots",
+    "sample_slot_loader",
 ]

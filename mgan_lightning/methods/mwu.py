@@ -282,7 +282,7 @@ class MWU(GAN):
 
     @torch.no_grad()
     def new_generator_coverage(self, t: int) -> dict[str, float]:
-        """Mode coverage of G_t alone, on data with known modes (2D mixtures)."""
+        """Mode coverage of G_t alone, on data with known modes (Gaussian mixtures)."""
         datamodule = self._datamodule()
         modes = getattr(datamodule, "modes", None)
         if modes is None or self.coverage_samples < 1 or self.global_rank != 0:

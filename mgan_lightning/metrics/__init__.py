@@ -10,12 +10,13 @@ from mgan_lightning.metrics.fidelity import (
     build_kid,
     resolve_inception_weights,
 )
-from mgan_lightning.metrics.mode_coverage import ModeCoverage, assign_modes
+from mgan_lightning.metrics.mode_coverage import ModeCoverage, assign_modes, high_quality_radius
 from mgan_lightning.metrics.stacked_mnist import StackedMNISTModes, classify_channels
 
 __all__ = [
     "ModeCoverage",
     "assign_modes",
+    "high_quality_radius",
     "FidelityMetrics",
     "ImageFeatures",
     "InceptionV3Features",
