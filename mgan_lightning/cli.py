@@ -1,8 +1,10 @@
 """The ``mgan`` command: LightningCLI over every method and DataModule.
 
 ``mgan fit --config configs/ring/gan.yaml`` trains; ``mgan test --config ... --ckpt_path ...``
-evaluates. Any field can be overridden (``--model.init_args.num_generators=4``), and
-YAML values may use omegaconf interpolation (``${data.init_args.batch_size}``).
+evaluates; ``mgan predict --config ... --ckpt_path ... --num_samples N`` writes samples
+(:mod:`mgan_lightning.cli_predict`). Any field can be overridden
+(``--model.init_args.num_generators=4``), and YAML values may use omegaconf interpolation
+(``${data.init_args.batch_size}``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ import zipfile
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
 import mgan_lightning.methods  # noqa: F401  (registers the methods for short names)
 from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
+from mgan_lightning.cli_predict import (
+    PREDICT_DESCRIPTION,
+    PredictOptions,
+    add_predict_arguments,
+    predict_options,
+    predict_problem,
+    sample_writer,
+)
 from mgan_lightning.data.base import GANDataModule
+from mgan_lightning.data.slots import sample_slot_loader
 
 # Our checkpoints are meant to hold the state after a whole D+G step; Lightning's
 # warning about manual optimisation and every_n_train_steps says exactly that.
@@ -58,6 +71,20 @@ def checkpoint_problem(path: str) -> str | None:
     return None
 
 
+class SaveAndLogConfig(SaveConfigCallback):
+    """Lightning's ``config.yaml`` in the log folder, and the same resolved config (every
+    default filled in, interpolations applied, command-line overrides included) as the W&B
+    run's config, one section per top-level key (``trainer``, ``model``, ``data``, ...)."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not loggers:
+            return
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in loggers:
+            logger.experiment.config.update(resolved, allow_val_change=True)
+
+
 class MGANCLI(LightningCLI):
     """LightningCLI in subclass mode; the data tells the model its sample shape.
 
@@ -73,6 +100,10 @@ class MGANCLI(LightningCLI):
         problem = checkpoint_problem(str(ckpt_path)) if ckpt_path else None
         if problem:
             parser.error(f"--ckpt_path: {problem}")
+        if subcommand == "predict":
+            problem = predict_problem(self.config["predict"])
+            if problem:
+                parser.error(problem)
 
     def instantiate_classes(self) -> None:
         """Instantiate; a constructor's ``ValueError`` (a wrong config value such as
@@ -100,7 +131,30 @@ class MGANCLI(LightningCLI):
         has_bar = any(isinstance(c, ProgressBar) for c in [*listed, *callbacks])
         if config.get("enable_progress_bar") is not False and not has_bar:
             callbacks = [*callbacks, GeneratorStepProgressBar()]
+        if self.subcommand == "predict":  # the callback that writes the samples
+            self.predict_options = predict_options(self.config["predict"])
+            callbacks = [*callbacks, sample_writer(self.predict_options)]
         return super()._instantiate_trainer(config, callbacks)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+        """Lightning's parser of ``subcommand``; ``predict`` gets its own flags
+        (:mod:`mgan_lightning.cli_predict`), the other subcommands stay as they are."""
+        if subcommand == "predict":
+            kwargs["description"] = PREDICT_DESCRIPTION
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            add_predict_arguments(parser)
+        return parser
+
+    def predict(self, model: LightningModule, datamodule=None, ckpt_path=None, **kwargs) -> None:
+        """``mgan predict``: draw ``--num_samples`` sample slots of the checkpoint's model
+        (the SampleWriter writes them). The data are not read: the DataModule only told the
+        model its sample shape, so a checkpoint can be sampled where the data are absent."""
+        options: PredictOptions = self.predict_options
+        batch_size = getattr(datamodule, "batch_size", None) or 256
+        loader = sample_slot_loader(options.num_samples, options.seed, batch_size)
+        kwargs["return_predictions"] = False
+        self.trainer.predict(model, dataloaders=loader, ckpt_path=ckpt_path, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments(
@@ -119,6 +173,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
         GANDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        save_config_callback=SaveAndLogConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf+"},
         seed_everything_default=0,

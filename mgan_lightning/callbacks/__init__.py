@@ -6,6 +6,7 @@ from mgan_lightning.callbacks.fidelity import FidelityEvaluation
 from mgan_lightning.callbacks.mode_coverage import ModeCoverageEvaluation
 from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
 from mgan_lightning.callbacks.sample_grid import SampleGrid, grid_image, grid_layout
+from mgan_lightning.callbacks.sample_writer import SampleWriter
 from mgan_lightning.callbacks.stacked_mnist import StackedMNISTEvaluation
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "FidelityEvaluation",
     "StackedMNISTEvaluation",
     "SampleGrid",
+    "SampleWriter",
     "grid_image",
     "grid_layout",
 ]

@@ -11,6 +11,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from mgan_lightning.data.sampler import EpochBatchSampler, TrainBatches
+from mgan_lightning.data.slots import sample_slot_loader
 from mgan_lightning.rng import run_seed
 
 # val_dataloader returns no loader during fit on purpose (see there); Lightning warns about it.
@@ -44,7 +45,7 @@ class GANDataModule(LightningDataModule):
 
     - ``sample_shape``: shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)``;
     - ``num_channels``: image channels (``0`` for vector data);
-    - ``modes`` / ``mode_std`` / ``mode_weights``: the known modes (2D mixtures), else ``None``.
+    - ``modes`` / ``mode_std`` / ``mode_weights``: the known modes (mixtures), else ``None``.
 
     Args:
         batch_size: real samples per training step.
@@ -59,6 +60,8 @@ class GANDataModule(LightningDataModule):
     mode_std: float | None = None
     mode_weights: torch.Tensor | None = None
     downloadable: bool = True  # whether ``download=True`` can fetch the data
+    # Samples ``trainer.predict`` draws (None: as many as the test split holds).
+    predict_samples: int | None = None
 
     def __init__(
         self,
@@ -221,4 +224,8 @@ class GANDataModule(LightningDataModule):
         return self._eval_loader()
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        """Sample slots, not data (see :mod:`mgan_lightning.data.slots`): ``predict_samples``
+        of them (default: the test split's size), seeded with the run's seed. ``mgan predict``
+        builds its own loader from ``--num_samples`` and ``--seed`` and needs no data."""
+        n = self.predict_samples or len(self._dataset(train=False))  # type: ignore[arg-type]
+        return sample_slot_loader(n, seed=run_seed(default=self.seed), batch_size=self.batch_size)

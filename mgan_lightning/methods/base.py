@@ -28,11 +28,12 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
+from mgan_lightning.data.slots import slots_of
 from mgan_lightning.latent import LatentPrior, NormalPrior
 from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.ema import averaged_copy, update_average
 from mgan_lightning.nets.mlp import MLP
-from mgan_lightning.rng import derive_seed, run_seed
+from mgan_lightning.rng import derive_seed, run_seed, seeded_generator
 
 
 def default_adam(params) -> torch.optim.Optimizer:
@@ -475,10 +476,11 @@ class GANMethod(LightningModule):
         """Nothing per batch: evaluation callbacks sample the model at test end."""
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        seed = derive_seed(run_seed(), "predict", self.global_rank, batch_idx)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        samples, index = self.sample(len(self.real_samples(batch)), generator=generator)
-        return {"samples": samples, "generator": index}
+        """The samples of a batch of sample slots (:func:`mgan_lightning.data.
+        sample_slot_loader`), with their slot, generator and latent."""
+        slots, seeds = slots_of(batch)
+        samples, index, latent = self.sample_slots(slots, seeds)
+        return {"slot": slots, "samples": samples, "generator": index, "latent": latent}
 
     # --------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -512,6 +514,63 @@ class GANMethod(LightningModule):
         index = torch.arange(k, device=self.device).repeat_interleave(counts)
         order = torch.randperm(n, device=self.device, generator=generator)
         return samples[order], index[order]
+
+    # ------------------------------------------------------- sampling by slot
+    @torch.no_grad()
+    def sample_slots(
+        self, slots: torch.Tensor, seeds: torch.Tensor | int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(samples, generator_index, latent)`` of sample slots ``slots`` (``(n,)`` ints).
+
+        Slot ``i``'s generator and latent are drawn by :meth:`draw_slot` from ``(seed, i)``
+        alone, so the result for a slot does not depend on the batch or the process it is
+        drawn in: ``mgan predict`` gives the same ``N`` samples on one process or several.
+        Generators follow :meth:`mixture_weights`; the EMA generators are used when kept.
+        Call in eval mode (``predict`` is), so batch norm does not mix the slots.
+        """
+        slots = torch.as_tensor(slots).reshape(-1)
+        seeds = torch.as_tensor(seeds).expand_as(slots)
+        weights = self.mixture_weights()
+        draws = [self.draw_slot(s, i, weights) for s, i in zip(seeds.tolist(), slots.tolist())]
+        index = torch.tensor([k for k, _ in draws], dtype=torch.long, device=self.device)
+        if draws:
+            latent = torch.stack([z for _, z in draws])
+        else:
+            latent = torch.empty(0, self.latent_dim, device=self.device)
+        return self.generate_assigned(latent, index, averaged=True), index, latent
+
+    def draw_slot(
+        self, seed: int, slot: int, weights: torch.Tensor | None = None
+    ) -> tuple[int, torch.Tensor]:
+        """Generator (drawn from ``weights``, uniform when ``None``) and latent ``(latent,)``
+        of one sample slot, from a random generator seeded with ``(seed, slot)`` only."""
+        rng = seeded_generator(derive_seed(seed, "sample-slot", slot), self.device)
+        if weights is None:
+            k = int(torch.randint(self.num_generators, (1,), device=self.device, generator=rng))
+        else:
+            probs = weights.to(self.device, torch.float)
+            k = int(torch.multinomial(probs, 1, generator=rng))
+        z = self.sample_latent(1, rng)  # (1, latent) shared, or (K, 1, latent)
+        return k, (z[0] if z.ndim == 2 else z[k, 0])
+
+    def generate_assigned(
+        self, latent: torch.Tensor, index: torch.Tensor, averaged: bool = False
+    ) -> torch.Tensor:
+        """Sample ``i`` made by generator ``index[i]`` from ``latent[i]``: ``(n, latent)`` and
+        ``(n,)`` -> ``(n, *sample_shape)``. All generators run once, together, each on its own
+        latents (zero-padded to the busiest one's count)."""
+        k, n = self.num_generators, len(index)
+        counts = torch.bincount(index, minlength=k)
+        order = torch.argsort(index, stable=True)
+        starts = torch.cumsum(counts, 0) - counts  # first position of each generator
+        position = torch.arange(n, device=index.device) - starts[index[order]]
+        width = max(int(counts.max()) if n else 0, 1)
+        z = latent.new_zeros(k, width, latent.shape[-1])
+        z[index[order], position] = latent[order]
+        fake = self.generate(z, averaged=averaged)
+        samples = torch.empty((n, *fake.shape[2:]), dtype=fake.dtype, device=fake.device)
+        samples[order] = fake[index[order], position]
+        return samples
 
 
 def _sync_step_mirror(module: nn.Module, incompatible_keys) -> None:
