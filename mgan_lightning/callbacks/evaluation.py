@@ -164,9 +164,9 @@ class SampleEvaluation(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         step = generator_step(trainer, pl_module)
-        if self.last_step != step:  # not evaluated at this step yet: log once
+        if self.last_step != step:  # not evaluated at this step yet: log and print once
             self.publish(trainer, self.evaluate(trainer, pl_module), step)
-        report(trainer, self.summary(self.last, step))
+            report(trainer, self.summary(self.last, step))
 
     def _log_stage(self, pl_module: LightningModule, stage: str, result: dict[str, float]):
         pl_module.log_dict({self.key(name, stage): value for name, value in result.items()})
