@@ -1,16 +1,16 @@
 """The multiplicative-weights mixture round by round, from the coverage benchmark's runs.
 
-``coverage.py --config configs/{ring,grid}/mwu.yaml`` trains each seed with
+``coverage.py --config configs/{ring,grid}/mwu{,_t5}.yaml`` trains each seed with
 ``ModeCoverageEvaluation`` every 5,000 generator steps, which is every round's end: the row
 at step 5,000 t scores the mixture of the first t generators. MWU itself logs, per round,
 ``mwu/min_generation_ratio`` (the smallest, over training points, of the mixture's
 estimated generation probability, as a multiple of 1/n: the pointwise quantity the paper
 guarantees), ``mwu/new_generator_modes`` and the weights' statistics. This script reads
 those CSV logs for every seed and writes, per data set and round, every seed's values and
-their mean, as JSON, a Markdown table and two plots (coverage against T; the smallest
-estimated generation ratio per round).
+their mean, as JSON, a Markdown table and plots per run set (modes and high-quality share
+against T; the smallest estimated generation ratio per round).
 
-    python benchmarks/mwu_rounds.py            # after coverage.py ran configs/*/mwu.yaml
+    python benchmarks/mwu_rounds.py        # after coverage.py ran configs/*/mwu{,_t5}.yaml
 
 Writes ``benchmarks/results/mwu_rounds.{json,md,png}``.
 """
@@ -50,8 +50,11 @@ def read_seed(csv_path: Path, steps_per_round: int) -> dict[int, dict[str, float
     return rounds
 
 
-def collect(data: str) -> dict | None:
-    result_path = RESULTS / f"{data}_mwu.json"
+RUN_SETS = ("ring_mwu", "ring_mwu_t5", "grid_mwu", "grid_mwu_t5")  # coverage.py's names
+
+
+def collect(run_set: str) -> dict | None:
+    result_path = RESULTS / f"{run_set}.json"
     if not result_path.exists():
         return None
     result = json.loads(result_path.read_text())
@@ -63,7 +66,7 @@ def collect(data: str) -> dict | None:
     seeds = {}
     for record in result["per_seed"]:
         logs = sorted(
-            (RUNS / f"{data}_mwu" / f"seed{record['seed']}" / "logs").glob("*/metrics.csv")
+            (RUNS / run_set / f"seed{record['seed']}" / "logs").glob("*/metrics.csv")
         )
         if logs:
             seeds[record["seed"]] = read_seed(logs[-1], steps_per_round)
@@ -76,7 +79,8 @@ def collect(data: str) -> dict | None:
             row[name] = {"seeds": values, "mean": statistics.fmean(values) if values else None}
         table.append(row)
     return {
-        "data": data,
+        "name": run_set,
+        "data": result.get("data", run_set.split("_")[0]),
         "config": result["config"],
         "steps_per_round": steps_per_round,
         "seeds": sorted(seeds),
@@ -89,7 +93,7 @@ def markdown(results: list[dict]) -> str:
     lines = [
         "# Multiplicative-weights mixture, round by round",
         "",
-        "From the runs of `benchmarks/coverage.py --config configs/<data>/mwu.yaml` (2,500 "
+        "From the runs of `benchmarks/coverage.py --config configs/<data>/mwu{,_t5}.yaml` (2,500 "
         "samples of the mixture of the first t generators at the end of round t; PacGAN "
         "protocol). `min ratio`: the smallest, over training points, of the mixture's "
         "estimated generation probability times n (1 = as likely as under the uniform "
@@ -100,7 +104,7 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         lines += [
             "",
-            f"## {r['data']} (`{r['config']}`, {r['steps_per_round']:,} steps a round, "
+            f"## {r['name']} (`{r['config']}`, {r['steps_per_round']:,} steps a round, "
             f"seeds {', '.join(map(str, r['seeds']))})",
             "",
             "| round t | modes of the first t (of "
@@ -133,12 +137,13 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 2, figsize=(10, 3.6 * len(results)), squeeze=False)
-    for (ax_modes, ax_ratio), r in zip(axes, results):
+    fig, axes = plt.subplots(len(results), 3, figsize=(14, 3.4 * len(results)), squeeze=False)
+    for (ax_modes, ax_hq, ax_ratio), r in zip(axes, results):
         rounds = [row["round"] for row in r["rounds"]]
         for name, ax, title in (
-            ("modes", ax_modes, f"{r['data']}: modes covered by the first t generators"),
-            ("min_generation_ratio", ax_ratio, f"{r['data']}: smallest estimated n * P(x_i)"),
+            ("modes", ax_modes, f"{r['name']}: modes covered by the first t generators"),
+            ("high_quality", ax_hq, f"{r['name']}: high-quality share of the first t"),
+            ("min_generation_ratio", ax_ratio, f"{r['name']}: smallest estimated n * P(x_i)"),
         ):
             for i in range(len(r["seeds"])):
                 ys = [
@@ -158,9 +163,9 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    results = [r for r in (collect(d) for d in ("ring", "grid")) if r is not None]
+    results = [r for r in (collect(name) for name in RUN_SETS) if r is not None]
     if not results:
-        raise SystemExit("no benchmarks/results/{ring,grid}_mwu.json: run coverage.py first")
+        raise SystemExit("no benchmarks/results/{ring,grid}_mwu*.json: run coverage.py first")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mwu_rounds.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "mwu_rounds.md").write_text(markdown(results))
