@@ -22,7 +22,13 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
+from mgan_lightning.validation import InputError, WeightsMismatchError, load_error_summary
+
 DEFAULT_DIGIT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digit_cnn_mnist32.pt"
+
+
+class ClassifierWeightsNotFoundError(InputError, FileNotFoundError):
+    """No digit-classifier weights file where one was asked for."""
 
 
 def default_classifier_adam(params) -> torch.optim.Optimizer:
@@ -164,20 +170,39 @@ def load_digit_classifier(path: str | Path | None = None) -> DigitClassifier:
     :func:`export_weights` file (default: the weights shipped with the package)."""
     path = Path(path) if path is not None else DEFAULT_DIGIT_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(
+        raise ClassifierWeightsNotFoundError(
             f"Digit classifier weights not found at {path}. Train one with\n"
             f"  mgan fit --config configs/mnist/digit_classifier.yaml\n"
             f"then pass its checkpoint (e.g. `classifier: runs/mnist/digit_classifier/"
             f"checkpoints/last.ckpt`) or export it to {DEFAULT_DIGIT_WEIGHTS} with\n"
             f"  python -m mgan_lightning.classifiers <checkpoint>"
         )
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # not a torch file at all: say so, not how unpickling failed
+        raise WeightsMismatchError(
+            f"digit classifier weights {path} cannot be read by torch.load "
+            f"({type(err).__name__}); give a DigitClassifier checkpoint or an export_weights file"
+        ) from err
+    if not isinstance(data, dict):
+        raise WeightsMismatchError(
+            f"digit classifier weights {path} hold a {type(data).__name__}, not a state_dict"
+        )
     if "state_dict" not in data:  # a bare state_dict
         data = {"state_dict": data, "hyper_parameters": {}}
     hp = data.get("hyper_parameters", {})
     model = DigitClassifier(
         sample_shape=tuple(hp.get("sample_shape", (1, 32, 32))), width=int(hp.get("width", 32))
     )
-    model.load_state_dict(data["state_dict"])
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as err:
+        summary = load_error_summary(err)
+        if summary is None:
+            raise
+        raise WeightsMismatchError(
+            f"digit classifier weights {path} do not fit DigitClassifier(sample_shape="
+            f"{model.sample_shape}, width={hp.get('width', 32)}): {summary}"
+        ) from err
     model.requires_grad_(False)
     return model.eval()

@@ -1,7 +1,7 @@
 """DataModules: Gaussian mixtures (any dimension) and image data sets on one base class."""
 
 from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
-from mgan_lightning.data.errors import DataNotFoundError
+from mgan_lightning.data.errors import DataNotFoundError, DataUnreadableError
 from mgan_lightning.data.gaussian_mixture import GaussianMixture, GaussianMixture2D
 from mgan_lightning.data.mnist import MNIST, StackedMNIST
 from mgan_lightning.data.slots import SampleSlots, sample_slot_loader
@@ -11,6 +11,7 @@ __all__ = [
     "GANDataModule",
     "TensorBatchDataset",
     "DataNotFoundError",
+    "DataUnreadableError",
     "GaussianMixture",
     "GaussianMixture2D",
     "MNIST",

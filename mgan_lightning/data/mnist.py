@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
-from mgan_lightning.data.errors import missing_data_error
+from mgan_lightning.data.errors import missing_data_error, unreadable_data_error
 from mgan_lightning.data.idx import find_idx_file, read_idx
 
 Split = Literal["train", "test"]
@@ -83,13 +83,21 @@ def load_mnist_split(
         )
     images_path, labels_path = paths
     assert images_path is not None and labels_path is not None
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = (_read(path) for path in (images_path, labels_path))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(
             f"MNIST files disagree: images {tuple(images.shape)} in {images_path}, "
             f"labels {tuple(labels.shape)} in {labels_path}"
         )
     return images, labels.long()
+
+
+def _read(path: Path) -> torch.Tensor:
+    """``read_idx``; a file that cannot be read or parsed raises ``DataUnreadableError``."""
+    try:
+        return read_idx(path)
+    except (OSError, ValueError) as err:
+        raise unreadable_data_error("MNIST", path, err) from err
 
 
 def _check_split(value: str, name: str) -> Split:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from mgan_lightning.data.base import GANDataModule
-from mgan_lightning.data.errors import missing_data_error
+from mgan_lightning.data.errors import DataUnreadableError, missing_data_error
 
 
 class ImagesAndLabels(NamedTuple):
@@ -98,7 +98,7 @@ class TorchvisionImages(GANDataModule):
             dataset = self._build(train, download)
         except (RuntimeError, FileNotFoundError) as err:
             if not download and self._files_present():
-                raise RuntimeError(
+                raise DataUnreadableError(
                     f"{self.dataset_name} files are in {self._folder(train)} but torchvision "
                     f"rejected them (failed md5 integrity check, or unreadable): {err}. "
                     f"Replace them with the official files or pass `--data.download=true`."

@@ -24,6 +24,7 @@ needed).
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
+
+from mgan_lightning.validation import InputError, WeightsMismatchError, load_error_summary
 
 INCEPTION_WEIGHTS_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -48,7 +51,7 @@ INCEPTION_WEIGHTS_ENV = "MGAN_INCEPTION_WEIGHTS"
 INCEPTION_SIZE = 299
 
 
-class InceptionWeightsNotFoundError(FileNotFoundError):
+class InceptionWeightsNotFoundError(InputError, FileNotFoundError):
     """No local Inception weights file, and downloading was not asked for (or failed)."""
 
 
@@ -150,11 +153,13 @@ class InceptionV3Features(nn.Module):
                 feature_extractor_weights_path=str(path),
                 feature_extractor_internal_dtype=inception_dtype,
             )
-        except RuntimeError as err:  # load_state_dict: missing / unexpected keys, bad shapes
-            raise ValueError(
-                f"{path} is not a state_dict of torch-fidelity's FeatureExtractorInceptionV3 "
-                f"(expected the file {INCEPTION_WEIGHTS_FILE} from {INCEPTION_WEIGHTS_URL}): "
-                f"{str(err)[:500]}"
+        except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+            # load_state_dict: missing / unexpected keys, bad shapes; torch.load: not a torch file
+            summary = load_error_summary(err) or f"torch.load failed ({type(err).__name__})"
+            raise WeightsMismatchError(
+                f"inception_weights {path} do not fit torch-fidelity's "
+                f"FeatureExtractorInceptionV3: {summary} (expected the file "
+                f"{INCEPTION_WEIGHTS_FILE} from {INCEPTION_WEIGHTS_URL})"
             ) from err
         self.features = tuple(str(f) for f in features)
         self.antialias = antialias

@@ -20,7 +20,11 @@ def upsampling_plan(size: int) -> tuple[int, int]:
     while size % 2 ** (n + 1) == 0 and size // 2 ** (n + 1) >= 4:
         n += 1
     if n == 0:
-        raise ValueError(f"DCGAN needs an image size with at least one halving to >= 4, got {size}")
+        raise ValueError(
+            f"DCGAN cannot build {size} x {size} px images: the size must be even and at least "
+            f"8 (halved down to a start of >= 4 px), e.g. 28, 32, 48 or 64; got {size}. "
+            f"Set the data's image_size (data.init_args.image_size) to one of these"
+        )
     return size // 2**n, n
 
 
