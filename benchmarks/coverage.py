@@ -81,6 +81,11 @@ def mean_se(values: list[float]) -> dict[str, float | int | None]:
     return {"mean": mean, "se": se, "n": n}
 
 
+def kl_text(kl: float) -> str:
+    """A reverse KL as printed: 3 decimals, or words when it is undefined (NaN)."""
+    return "undefined (no high-quality samples)" if math.isnan(kl) else f"{kl:.3f}"
+
+
 def thread_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -115,7 +120,7 @@ def parse_callback_line(log_text: str) -> dict[str, float] | None:
         "modes": float(modes),
         "total_modes": int(total),
         "high_quality": float(hq) / 100,
-        "reverse_kl": float(kl),
+        "reverse_kl": math.nan if kl == "undefined" else float(kl),  # no high-quality sample
     }
 
 
@@ -395,7 +400,7 @@ class Benchmark:
                         print(
                             f"  seed {seed}: modes {r['modes']:.0f}/{r['total_modes']}, "
                             f"high quality {100 * r['high_quality']:.1f}%, reverse KL "
-                            f"{r['reverse_kl']:.3f}, {r['wall_seconds']:.0f} s"
+                            f"{kl_text(r['reverse_kl'])}, {r['wall_seconds']:.0f} s"
                             + (" (reused)" if r.get("reused") else ""),
                             flush=True,
                         )

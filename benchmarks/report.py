@@ -92,7 +92,8 @@ def per_seed_line(result: dict) -> str:
     modes = ", ".join(f"{r['seed']}: {r['modes']:.0f}" for r in rows)
     hq = ", ".join(f"{100 * r['high_quality']:.1f}" for r in rows)
     kl = ", ".join(
-        "nan" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}" for r in rows
+        "undefined" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}"
+        for r in rows
     )
     return (
         f"- **{method_label(result)}** modes by seed ({modes}); high-quality % ({hq}); "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -28,7 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-RULE_LINE = re.compile(r"rule '(\w+)' .*?: modes (\d+)/1000, KL ([\d.naif-]+), counted ([\d.]+)%")
+RULE_LINE = re.compile(
+    r"rule '(\w+)' .*?: modes (\d+)/1000, KL ([\d.naif-]+|undefined \([^)]*\)), counted ([\d.]+)%"
+)
 PUBLISHED = [  # PacGAN Table 2 (modes / KL), for reference; their budget, not ours
     ("DCGAN", 99, 3.40),
     ("Unrolled GAN", 48.7, 4.32),
@@ -36,6 +39,11 @@ PUBLISHED = [  # PacGAN Table 2 (modes / KL), for reference; their budget, not o
     ("PacDCGAN2", 1000, 0.06),
     ("PacDCGAN4", 1000, 0.07),
 ]
+
+
+def kl_cell(kl: float | None) -> str:
+    """A KL as printed: undefined (NaN: no sample counted) in words, never ``nan``."""
+    return "undefined" if isinstance(kl, float) and math.isnan(kl) else str(kl)
 
 
 def run(method: str, steps: int, seed: int, threads: int) -> dict:
@@ -58,7 +66,7 @@ def run(method: str, steps: int, seed: int, threads: int) -> dict:
     rules = {
         m.group(1): {
             "modes": int(m.group(2)),
-            "kl": float(m.group(3)),
+            "kl": math.nan if m.group(3).startswith("undefined") else float(m.group(3)),
             "counted_percent": float(m.group(4)),
         }
         for m in RULE_LINE.finditer(final)
@@ -94,8 +102,8 @@ def write(results: list[dict], args: argparse.Namespace) -> None:
     for r in results:
         a, c = r["rules"].get("all", {}), r["rules"].get("confident", {})
         lines.append(
-            f"| {r['method']} | {r['seed']} | {a.get('modes')} | {a.get('kl')} | "
-            f"{c.get('modes')} | {c.get('kl')} | {c.get('counted_percent')}% | "
+            f"| {r['method']} | {r['seed']} | {a.get('modes')} | {kl_cell(a.get('kl'))} | "
+            f"{c.get('modes')} | {kl_cell(c.get('kl'))} | {c.get('counted_percent')}% | "
             f"{r['wall_seconds']:.0f} |"
         )
     lines += ["", "Published (PacGAN Table 2, their networks and budget; modes / KL):", ""]

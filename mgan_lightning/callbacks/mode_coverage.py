@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from mgan_lightning.callbacks.evaluation import SampleEvaluation, generator_step
 from mgan_lightning.callbacks.image_logging import log_image
 from mgan_lightning.callbacks.scatter import render_scatter
-from mgan_lightning.metrics.mode_coverage import ModeCoverage
+from mgan_lightning.metrics.mode_coverage import ModeCoverage, kl_text
 
 
 class ModeCoverageEvaluation(SampleEvaluation):
@@ -76,7 +76,7 @@ class ModeCoverageEvaluation(SampleEvaluation):
             title = (
                 f"step {step}: {result['modes']:.0f}/{len(metric.modes)} modes, "
                 f"high quality {100 * result['high_quality']:.1f}%, "
-                f"reverse KL {result['reverse_kl']:.3f}"
+                f"reverse KL {kl_text(result['reverse_kl'], 3)}"
             )
             image = render_scatter(samples, index, metric.modes, title)
             self.last_plot = log_image(trainer, "coverage/scatter", image, step)
@@ -88,6 +88,6 @@ class ModeCoverageEvaluation(SampleEvaluation):
             f"Mode coverage at generator step {step} ({self.num_samples} samples): "
             f"modes covered {result['modes']:.0f}/{self.num_modes}, "
             f"high-quality samples {100 * result['high_quality']:.1f}%, "
-            f"reverse KL {result['reverse_kl']:.4f}"
+            f"reverse KL {kl_text(result['reverse_kl'], 4)}"
         )
         return text + (f"\nScatter plot: {self.last_plot}" if self.last_plot else "")

@@ -9,6 +9,7 @@ from lightning.pytorch import LightningModule, Trainer
 
 from mgan_lightning.callbacks.evaluation import SampleEvaluation
 from mgan_lightning.classifiers.digit import DigitClassifier, load_digit_classifier
+from mgan_lightning.metrics.mode_coverage import kl_text
 from mgan_lightning.metrics.stacked_mnist import (
     RULES,
     Rule,
@@ -94,6 +95,7 @@ class StackedMNISTEvaluation(SampleEvaluation):
         for rule, m in self.metrics.items():
             lines.append(
                 f"  rule '{rule}' ({m.description}): modes {result[f'{rule}/modes']:.0f}/1000, "
-                f"KL {result[f'{rule}/kl']:.4f}, counted {100 * result[f'{rule}/counted']:.1f}%"
+                f"KL {kl_text(result[f'{rule}/kl'], 4, 'no sample counted')}, "
+                f"counted {100 * result[f'{rule}/counted']:.1f}%"
             )
         return "\n".join(lines)

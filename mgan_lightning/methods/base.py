@@ -29,6 +29,13 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from mgan_lightning.data.slots import slots_of
+from mgan_lightning.divergence import (
+    DEFAULT_MAX_SAMPLE_RATIO,
+    DEFAULT_MAX_WEIGHT_NORM,
+    DivergenceGuard,
+    NonFiniteLossError,  # noqa: F401  (re-exported: mgan_lightning.methods imports it here)
+    OnDivergence,
+)
 from mgan_lightning.latent import LatentPrior, NormalPrior
 from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.ema import averaged_copy, update_average
@@ -81,10 +88,6 @@ def hparams_as_config(hparams) -> None:
         hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; training stops before the weights are corrupted."""
-
-
 class GANMethod(LightningModule):
     """Base class of every method: K generators (a :class:`GeneratorBank`), one critic.
 
@@ -99,7 +102,10 @@ class GANMethod(LightningModule):
         same_latent: feed the same z batch to every generator (MGAN's authors do).
         n_critic: D steps per G step.
         optimizer_g / optimizer_d: optimizer factories for the generators / the critic.
-        detect_nan: raise :class:`NonFiniteLossError` as soon as a loss is not finite.
+        detect_nan: check every generator step for divergence and stop the run
+            (:mod:`mgan_lightning.divergence`): a loss that is not finite
+            (:class:`NonFiniteLossError`, before its update), weights and samples that blow
+            up (below). ``False`` turns every such check off.
         max_generator_steps: training length in generator steps (sets the Trainer's
             ``max_steps`` to ``max_generator_steps * (n_critic + 1)`` optimizer steps; a smaller
             ``trainer.max_steps`` still stops training first).
@@ -110,6 +116,16 @@ class GANMethod(LightningModule):
         ema_start: generator steps before averaging starts (the average copies until then).
         independent_generators: K generators that share no layer
             (:class:`mgan_lightning.nets.IndependentGenerators`) instead of MGAN's shared body.
+        max_weight_norm: stop when the norm of all the generators' (or all the critic's)
+            parameters exceeds this (``None``: no bound; non-finite weights always stop).
+            Default 1e6: healthy ring/grid runs end at <= 125, the image configs start at
+            <= 705 (:data:`mgan_lightning.divergence.DEFAULT_MAX_WEIGHT_NORM`).
+        max_sample_ratio: stop when the fake batch's largest ``|x|`` exceeds this many times
+            the data's scale (the real batch's largest ``|x|``, at least 1); ``None``: no
+            bound. Healthy runs measured stay below 6 (below 2.1 once trained).
+        on_divergence: ``"stop"`` (default), or ``"skip"``: an update whose loss or
+            gradients are not finite is dropped, leaving the weights and optimizer state
+            unchanged, and training goes on (weights and samples out of bounds still stop).
     """
 
     generator_step: torch.Tensor
@@ -133,6 +149,9 @@ class GANMethod(LightningModule):
         ema_decay: float | None = None,
         ema_start: int = 0,
         independent_generators: bool = False,
+        max_weight_norm: float | None = DEFAULT_MAX_WEIGHT_NORM,
+        max_sample_ratio: float | None = DEFAULT_MAX_SAMPLE_RATIO,
+        on_divergence: OnDivergence = "stop",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -163,6 +182,9 @@ class GANMethod(LightningModule):
         self.same_latent = same_latent
         self.n_critic = n_critic
         self.detect_nan = detect_nan
+        self.divergence_guard = DivergenceGuard(
+            detect_nan, on_divergence, max_weight_norm, max_sample_ratio
+        )
         self.optimizer_g = optimizer_g
         self.optimizer_d = optimizer_d
         self.scheduler_g = scheduler_g
@@ -342,9 +364,11 @@ class GANMethod(LightningModule):
         return self.max_generator_steps
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.divergence_guard.check_before_save(self)  # a diverged state is never saved
         checkpoint["mgan_run_seed"] = self.run_seed
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.divergence_guard.error = None  # a good state replaces a diverged one
         if checkpoint.get("mgan_run_seed") is not None:
             self.run_seed = int(checkpoint["mgan_run_seed"])
         saved_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
@@ -388,13 +412,9 @@ class GANMethod(LightningModule):
         return batch[0] if isinstance(batch, (tuple, list)) else batch
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        if self.detect_nan and not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"The {which} loss is {loss.item()} at generator step "
-                f"{int(self.generator_step)} (global step {self.global_step}). Lower the "
-                f"learning rate (model.optimizer_g / model.optimizer_d) or check the data; "
-                f"checkpoints already written are untouched."
-            )
+        """Raise :class:`NonFiniteLossError` before the update if ``loss`` is not finite
+        (``on_divergence: skip`` decides after the backward pass instead)."""
+        self.divergence_guard.check_loss(self, loss, which)
 
     def training_step(self, batch, batch_idx: int) -> None:
         real = self.real_samples(batch)
@@ -408,7 +428,8 @@ class GANMethod(LightningModule):
             self._check_finite(d_loss, "discriminator")
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
-            opt_d.step()
+            self.divergence_guard.keep_update(self, opt_d, d_loss, "discriminator")
+            opt_d.step()  # a skipped update has no gradients: weights and state unchanged
             logs.update(d_logs)
 
         self.toggle_optimizer(opt_g)
@@ -416,9 +437,16 @@ class GANMethod(LightningModule):
         self._check_finite(g_loss, "generator")
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
+        self.divergence_guard.keep_update(self, opt_g, g_loss, "generator")
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         logs.update(g_logs)
+        # Weights and samples, before any callback can checkpoint this step.
+        self.divergence_guard.end_step(self, real, fake, {"generators": opt_g, "critic": opt_d})
+        if self.divergence_guard.skipping:
+            logs["divergence/skipped_updates"] = torch.tensor(
+                float(self.divergence_guard.skipped_updates), device=self.device
+            )
         self.end_generator_step()
 
         if self._logs_are_written_now():

@@ -71,6 +71,12 @@ def assign_modes(
     return nearest, nearest_distance < radius * std
 
 
+def kl_text(value: float, digits: int = 4, why: str = "no high-quality samples") -> str:
+    """``value`` to ``digits`` decimals, or ``undefined (why)`` when it is NaN: printed
+    summaries never say ``nan``."""
+    return f"{value:.{digits}f}" if not math.isnan(value) else f"undefined ({why})"
+
+
 class ModeCoverage(Metric):
     """Modes covered, high-quality fraction, and reverse KL over modes.
 
@@ -81,7 +87,9 @@ class ModeCoverage(Metric):
     - a mode is *covered* if at least one high-quality sample has it as nearest mode;
     - reverse KL = ``sum_m q_m log(q_m / p_m)``, where ``q`` is the histogram of the
       high-quality samples over modes and ``p`` the data's mode weights (uniform by
-      default). ``nan`` when no sample is high quality.
+      default). Undefined when no sample is high quality: ``compute`` returns NaN (loggers
+      show a gap, not a made-up number) and printed summaries say so in words
+      (:func:`kl_text`).
 
     State is per-mode counts and totals, summed across processes under DDP.
     """

@@ -58,7 +58,7 @@ class StackedMNISTModes(Metric):
     samples and the number of samples seen, both summed across processes.
 
     ``compute`` returns ``modes`` (modes with at least one counted sample), ``kl``
-    (``nan`` if nothing was counted) and ``counted`` (fraction of samples counted; 1 under
+    (undefined if nothing was counted: NaN, printed as words) and ``counted`` (fraction of samples counted; 1 under
     the ``"all"`` rule).
 
     Args:
