@@ -1,19 +1,47 @@
-"""Checkpoints on the generator-step clock."""
+"""Checkpoints on the generator-step clock, written so that a crash never costs more than the
+steps since the last one."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mgan_lightning.checkpoint_io import (
+    AtomicCheckpointIO,
+    link_atomically,
+    remove_stale_temp_files,
+)
+from mgan_lightning.peer_failure import (
+    is_peer_failure,
+    note_checkpoint,
+    peer_failure_message,
+    report_peer_failure,
+)
 
 
 class GeneratorStepCheckpoint(ModelCheckpoint):
     """:class:`ModelCheckpoint` that saves every ``every_n_generator_steps`` generator steps,
     whatever ``n_critic`` is (``every_n_train_steps`` counts optimizer steps: ``n_critic + 1``
     per generator step). File names carry the generator step (``gstep=...``) by default.
-    Every other argument is ``ModelCheckpoint``'s.
+    Every other argument is ``ModelCheckpoint``'s; with ``every_n_generator_steps`` set, there
+    are no epoch-end saves unless ``every_n_epochs`` asks for them (with 0, Lightning's default
+    of one save per epoch stays).
+
+    Crash safety: a process killed at any moment leaves every checkpoint it had finished
+    loadable. Files are written atomically (:class:`~mgan_lightning.checkpoint_io.
+    AtomicCheckpointIO`, installed when the Trainer has Lightning's default writer), temp
+    files a killed writer left are removed at the next start, and with ``save_last: link``
+    the link is replaced in one rename and the file it points to is deleted only after the
+    link has moved on (Lightning removes the previous top-k file first, leaving
+    ``last.ckpt`` dangling until it is relinked). With ``save_last: true``, ``last.ckpt`` is
+    a second atomic write after ``gstep=N.ckpt``: a kill between the two resumes from the
+    previous ``last.ckpt``.
 
     YAML::
 
@@ -34,13 +62,106 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
                 "GeneratorStepCheckpoint counts generator steps: give every_n_generator_steps, "
                 "not every_n_train_steps"
             )
+        if (
+            every_n_generator_steps
+            and kwargs.get("train_time_interval") is None
+            and kwargs.get("every_n_epochs") is None
+        ):
+            # Without a trigger of its own, ModelCheckpoint also saves at every epoch end, off
+            # the generator-step clock; asked for, every_n_epochs still adds those saves.
+            kwargs["every_n_epochs"] = 0
         super().__init__(filename=filename, **kwargs)
         self.every_n_generator_steps = every_n_generator_steps
+        self._pending_removals: list[str] = []
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         per_step = getattr(pl_module, "optimizer_steps_per_generator_step", 1)
         self._every_n_train_steps = self.every_n_generator_steps * per_step
+        strategy = trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:  # the default, not a user's
+            strategy.checkpoint_io = AtomicCheckpointIO()
+        if (
+            trainer.is_global_zero
+            and self.dirpath is not None
+            and _is_local_file_protocol(self.dirpath)
+        ):
+            remove_stale_temp_files(str(self.dirpath))
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.ckpt_path:  # until this run saves, a stopped process names this one
+            note_checkpoint(str(trainer.ckpt_path))
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        note_checkpoint(filepath)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The state training ended in is saved whatever the cadence (as the epoch-end save
+        did before a generator-step cadence turned it off)."""
+        if self.every_n_generator_steps and not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            if self.monitor is None or self.monitor in candidates:
+                self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+            return
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        """Another DDP process died: say so in one line, with the checkpoint to resume from,
+        and save nothing (``save_on_exception`` would wait on the dead process)."""
+        if trainer.world_size > 1 and is_peer_failure(exception):
+            resume = self.last_model_path or self.best_model_path or trainer.ckpt_path
+            message = peer_failure_message(
+                exception,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                generator_step=getattr(pl_module, "generator_steps_done", None),
+                checkpoint=str(resume) if resume else None,
+            )
+            command = trainer.state.fn.value if trainer.state.fn is not None else "fit"
+            report_peer_failure(exception, message, command)
+            return
+        super().on_exception(trainer, pl_module, exception)
+
+    # ------------------------------------------------- crash-safe save_last="link"
+    def _link_checkpoint(self, trainer: Trainer, filepath: str, linkpath: str) -> None:  # type: ignore[override]
+        """Lightning removes ``last.ckpt`` and then creates the link: a kill in between
+        leaves none. Here the new link replaces the old one in one rename."""
+        if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
+            if _is_local_file_protocol(linkpath):
+                link_atomically(filepath, linkpath)
+            else:
+                super()._link_checkpoint(trainer, filepath, linkpath)
+                return
+        trainer.strategy.barrier()
+
+    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        """Keep the file ``last.ckpt`` links to until the link points elsewhere (Lightning
+        saves and prunes the top-k files before it relinks ``last.ckpt``)."""
+        if self.save_last == "link" and self._is_link_target(filepath):
+            self._pending_removals.append(filepath)
+            return
+        super()._remove_checkpoint(trainer, filepath)
+
+    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        pending, self._pending_removals = self._pending_removals, []
+        for filepath in pending:
+            if self._is_link_target(filepath):  # still the target: keep it
+                continue
+            super()._remove_checkpoint(trainer, filepath)
+
+    def _is_link_target(self, filepath: str) -> bool:
+        last = self.last_model_path
+        return bool(
+            last
+            and _is_local_file_protocol(last)
+            and os.path.islink(last)
+            and os.path.realpath(last) == os.path.realpath(filepath)
+        )
 
     def _monitor_candidates(self, trainer: Trainer) -> dict:
         candidates = super()._monitor_candidates(trainer)
