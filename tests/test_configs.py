@@ -40,7 +40,9 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"  # the offline t10k spl
 # files (configs/sweeps, tested in test_sweeps.py) are not whole configs.
 PARTS = ("loggers", "sweeps")
 CONFIGS = sorted(
-    p for p in (ROOT / "configs").rglob("*.yaml") if p.relative_to(ROOT / "configs").parts[0] not in PARTS
+    p
+    for p in (ROOT / "configs").rglob("*.yaml")
+    if p.relative_to(ROOT / "configs").parts[0] not in PARTS
 )
 IDS = [str(path.relative_to(ROOT / "configs")) for path in CONFIGS]
 

@@ -36,10 +36,16 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()  # raises CellExecutionError, with the cell and traceback, on a failure
     text = "".join(
-        o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs
+        o.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
     )
     assert "Traceback" not in text

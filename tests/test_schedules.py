@@ -31,7 +31,10 @@ def test_period_restarts_the_schedule() -> None:
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"start": 3, "end": 3}, "start < end"), ({"start": 0, "end": 5, "period": 4}, "end <= period")],
+    [
+        ({"start": 3, "end": 3}, "start < end"),
+        ({"start": 0, "end": 5, "period": 4}, "end <= period"),
+    ],
 )
 def test_bad_settings_are_refused(kwargs, message) -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

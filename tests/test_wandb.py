@@ -82,14 +82,20 @@ def test_scalars_are_on_the_generator_step_axis(run) -> None:
     assert [row["trainer/global_step"] for row in losses] == list(
         range(LOG_EVERY, STEPS + 1, LOG_EVERY)
     )
-    coverage = {row["trainer/global_step"]: row for row in run["history"] if "coverage/modes" in row}
+    coverage = {
+        row["trainer/global_step"]: row for row in run["history"] if "coverage/modes" in row
+    }
     assert sorted(coverage) == [EVERY, STEPS]
     for row in coverage.values():
         assert 0 <= row["coverage/modes"] <= 8 and 0 <= row["coverage/high_quality"] <= 1
 
 
 def test_scatter_images_are_logged(run) -> None:
-    rows = [row for row in run["history"] if "coverage/scatter" in row or "coverage/scatter/_type" in row]
+    rows = [
+        row
+        for row in run["history"]
+        if "coverage/scatter" in row or "coverage/scatter/_type" in row
+    ]
     assert [row["trainer/global_step"] for row in rows] == [EVERY, STEPS]
     pngs = [f for f in run["files"] if f.startswith("media/images/coverage/scatter")]
     assert len(pngs) == 2

@@ -237,7 +237,7 @@ class MWU(GAN):
             weights, self.score_training_points(), self.delta
         )
         datamodule.example_weights = new_weights
-        if self.generators_ema is not None:
+        if isinstance(self.generators_ema, IndependentGenerators):
             # G_t is frozen as its average: what the mixture samples from now on
             self.bank.copy_slot(t, self.generators_ema)
         if self.ratio_sum.shape != term.shape:

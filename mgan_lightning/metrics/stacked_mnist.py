@@ -58,8 +58,8 @@ class StackedMNISTModes(Metric):
     samples and the number of samples seen, both summed across processes.
 
     ``compute`` returns ``modes`` (modes with at least one counted sample), ``kl``
-    (undefined if nothing was counted: NaN, printed as words) and ``counted`` (fraction of samples counted; 1 under
-    the ``"all"`` rule).
+    (undefined if nothing was counted: NaN, printed as words) and ``counted`` (fraction of
+    samples counted; 1 under the ``"all"`` rule).
 
     Args:
         classifier: the digit classifier (any module mapping ``(N, 1, S, S)`` [-1, 1] digits

@@ -202,8 +202,9 @@ def test_training_aids_restart_every_round() -> None:
     )  # fmt: skip
     probe = RoundBoundaryProbe(steps)
     data = GaussianMixture2D(preset="ring", num_train=500, batch_size=32)
-    Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[probe],
-            enable_model_summary=False, enable_checkpointing=False).fit(model, datamodule=data)  # fmt: skip
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[probe],
+                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
     # the rate for the next step, read after steps 1..12 (step s + 1 uses factor(s % 6))
     expected = [0.01 * f for f in (1, 1, 1, 2 / 3, 1 / 3, 1)] * 2
     assert probe.lrs == pytest.approx(expected)
