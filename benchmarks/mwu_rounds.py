@@ -65,9 +65,7 @@ def collect(run_set: str) -> dict | None:
             steps_per_round = int(override.split("=", 1)[1])
     seeds = {}
     for record in result["per_seed"]:
-        logs = sorted(
-            (RUNS / run_set / f"seed{record['seed']}" / "logs").glob("*/metrics.csv")
-        )
+        logs = sorted((RUNS / run_set / f"seed{record['seed']}" / "logs").glob("*/metrics.csv"))
         if logs:
             seeds[record["seed"]] = read_seed(logs[-1], steps_per_round)
     rounds = sorted({t for s in seeds.values() for t in s})
