@@ -447,6 +447,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def runs_python(pid: int) -> bool:
+    """Whether process ``pid`` is a Python interpreter (the ``mgan`` script included)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read()
+    except OSError:
+        return False
+    return b"python" in command or b"mgan" in command
+
+
 def running(pid: int) -> bool:
     """Alive and not a zombie."""
     try:
@@ -487,9 +497,17 @@ def ddp_death_trial(
     pids: dict[int, int] = {}
     try:
         if moment == "startup":  # rank 1 exists, still importing; rank 0 then waits for it
-            if not _wait_for(lambda: bool(children_of(proc.pid)), proc, limit):
+            # rank 1 is the child running Python; short-lived helper children (a shell,
+            # uname, ...) come and go during start-up, so read the list once per poll
+            rank1: list[int] = []
+
+            def rank1_started() -> bool:
+                rank1[:] = [c for c in children_of(proc.pid) if runs_python(c)]
+                return bool(rank1)
+
+            if not _wait_for(rank1_started, proc, limit):
                 raise RuntimeError(_failure(crash_dir, "rank 1 was never started"))
-            pids = {0: proc.pid, 1: children_of(proc.pid)[0]}
+            pids = {0: proc.pid, 1: rank1[0]}
             time.sleep(0.5)
         elif moment == "training":
             both = lambda: all((read_progress(crash_dir, r)[1] or 0) >= 20 for r in (0, 1))  # noqa: E731

@@ -120,7 +120,7 @@ def test_dcgan_rejects_non_square_images(shape) -> None:
 @pytest.mark.parametrize("size", [2, 3, 4, 6, 7])
 def test_dcgan_rejects_tiny_sizes(size: int) -> None:
     arch = DCGAN(width=4)
-    with pytest.raises(ValueError, match=f"image size.*got {size}"):
+    with pytest.raises(ValueError, match=f"cannot build {size} x {size} px images.*got {size}"):
         arch.generator_bank(K, D, (1, size, size))
     with pytest.raises(ValueError, match=f"got {size}"):
         arch.critic((1, size, size))
