@@ -4,7 +4,6 @@ independent of batches and processes; the errors for a missing checkpoint or cou
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import torch
 from PIL import Image
 
 from mgan_lightning.callbacks.sample_writer import merge_parts
-from mgan_lightning.cli import build_cli
 from mgan_lightning.methods import GAN
+from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
@@ -73,16 +72,7 @@ data:
     batch_size: 16
 """
 K_IMAGES = 3
-MNIST_ROOT = Path("/work/shared/data/mnist")
-
-
-def run_cli(args: list[str], cwd: Path):
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return build_cli(args)
-    finally:
-        os.chdir(old)
+MNIST_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"  # the t10k split
 
 
 def load(folder: Path) -> dict:

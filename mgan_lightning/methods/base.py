@@ -466,9 +466,14 @@ class GANMethod(LightningModule):
 
     def ema_decay_now(self) -> float:
         """The EMA decay of this generator step: 0 (the average copies) until ``ema_start``
-        steps are done, ``ema_decay`` after."""
+        steps of :meth:`ema_clock` are done, ``ema_decay`` after."""
         assert self.ema_decay is not None
-        return self.ema_decay if self.generator_steps_done > self.ema_start else 0.0
+        return self.ema_decay if self.ema_clock() > self.ema_start else 0.0
+
+    def ema_clock(self) -> int:
+        """The steps ``ema_start`` counts: generator steps done (a method that restarts its
+        networks, such as MWU, counts from its latest restart)."""
+        return self.generator_steps_done
 
     def _schedulers(self) -> list:
         if self._trainer is None:

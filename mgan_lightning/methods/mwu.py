@@ -168,11 +168,9 @@ class MWU(GAN):
                 )
         return optimizers, schedulers
 
-    def ema_decay_now(self) -> float:
+    def ema_clock(self) -> int:
         """The moving average restarts every round: ``ema_start`` counts steps into it."""
-        assert self.ema_decay is not None
-        into_round = self.generator_steps_done - self.current_round * self.steps_per_round
-        return self.ema_decay if into_round > self.ema_start else 0.0
+        return self.generator_steps_done - self.current_round * self.steps_per_round
 
     # ------------------------------------------------------------------ data
     def setup(self, stage: str) -> None:
