@@ -54,17 +54,33 @@ def classifier_loss_general(logits: torch.Tensor, generator_index: torch.Tensor)
     return F.cross_entropy(logits, generator_index)
 
 
-def classifier_loss_one_vs_all(logits: torch.Tensor, generator_index: torch.Tensor) -> torch.Tensor:
+REDUCTIONS: tuple[str, ...] = ("sum", "mean")
+
+
+def _check_reduction(reduction: str, function: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{function}: reduction must be one of {REDUCTIONS} ('sum': the paper's "
+            f"equation; 'mean': averaged over the classifiers), got {reduction!r}"
+        )
+
+
+def classifier_loss_one_vs_all(
+    logits: torch.Tensor, generator_index: torch.Tensor, reduction: str = "sum"
+) -> torch.Tensor:
     """MGAN's one-vs-all JSD variant: K binary classifiers, ``C_k = sigmoid(logits[:, k])``,
     each telling samples of G_k (label 1) from the uniform mixture of the other generators
-    (label 0):
+    (label 0). With ``l_k = E_{x~G_k}[-log C_k(x)]
+    + (1/(K-1)) sum_{j != k} E_{x~G_j}[-log(1 - C_k(x))]``:
 
-    ``L_C = (1/K) sum_k ( E_{x~G_k}[-log C_k(x)]
-                          + (1/(K-1)) sum_{j != k} E_{x~G_j}[-log(1 - C_k(x))] )``.
+    - ``reduction="sum"`` (default; the paper's equation): ``L_C = sum_k l_k``;
+    - ``reduction="mean"``: ``L_C = (1/K) sum_k l_k``, K times smaller (so a ``beta`` on
+      it is K times weaker than the paper's).
 
     Each expectation is a mean over that generator's samples, so the "others" side is the
     average of the other generators whatever their sample counts. Needs K >= 2.
     """
+    _check_reduction(reduction, "classifier_loss_one_vs_all")
     k = logits.shape[1]
     if k < 2:
         raise ValueError(f"one-vs-all classifiers need at least 2 generators, got {k}")
@@ -72,20 +88,27 @@ def classifier_loss_one_vs_all(logits: torch.Tensor, generator_index: torch.Tens
     negative = _per_generator_means(F.softplus(logits), generator_index, k)  # (K, K)
     # negative[j, k]: classifier k on generator j's samples; drop j == k, average over j.
     others = (negative.sum(0) - negative.diagonal()) / (k - 1)
-    return (positive.diagonal() + others).mean()
+    per_classifier = positive.diagonal() + others
+    return per_classifier.sum() if reduction == "sum" else per_classifier.mean()
 
 
 def classifier_loss_pairwise(
-    logits: torch.Tensor, generator_index: torch.Tensor, num_generators: int
+    logits: torch.Tensor,
+    generator_index: torch.Tensor,
+    num_generators: int,
+    reduction: str = "sum",
 ) -> torch.Tensor:
     """MGAN's pairwise JSD variant: one binary classifier per pair i < j,
     ``C_ij = sigmoid(logits[:, p])`` with the pairs ``p`` in ``torch.triu_indices(K, K, 1)``
-    order, telling G_i's samples (label 1) from G_j's (label 0):
+    order, telling G_i's samples (label 1) from G_j's (label 0). With
+    ``l_ij = E_{x~G_i}[-log C_ij(x)] + E_{x~G_j}[-log(1 - C_ij(x))]``:
 
-    ``L_C = (1 / P) sum_{i<j} ( E_{x~G_i}[-log C_ij(x)] + E_{x~G_j}[-log(1 - C_ij(x))] )``,
+    - ``reduction="sum"`` (default; the paper's equation): ``L_C = sum_{i<j} l_ij``;
+    - ``reduction="mean"``: ``L_C = (1/P) sum_{i<j} l_ij``, P times smaller,
 
     with P = K(K-1)/2 and ``logits`` of shape ``(N, P)``. Needs K >= 2.
     """
+    _check_reduction(reduction, "classifier_loss_pairwise")
     k = num_generators
     if k < 2:
         raise ValueError(f"pairwise classifiers need at least 2 generators, got {k}")
@@ -97,7 +120,8 @@ def classifier_loss_pairwise(
     positive = _per_generator_means(F.softplus(-logits), generator_index, k)  # (K, P)
     negative = _per_generator_means(F.softplus(logits), generator_index, k)  # (K, P)
     pair = torch.arange(len(first), device=logits.device)
-    return (positive[first, pair] + negative[second, pair]).mean()
+    per_pair = positive[first, pair] + negative[second, pair]
+    return per_pair.sum() if reduction == "sum" else per_pair.mean()
 
 
 # --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ def _np_general(logits: np.ndarray, index: np.ndarray) -> float:
 
 
 def _np_one_vs_all(logits: np.ndarray, index: np.ndarray) -> float:
+    """The paper's sum over the K classifiers."""
     k_total = logits.shape[1]
     loss = 0.0
     for k in range(k_total):
@@ -30,10 +31,11 @@ def _np_one_vs_all(logits: np.ndarray, index: np.ndarray) -> float:
                 theirs = logits[index == j, k]
                 others.append(np.mean(-np.log(1 - 1 / (1 + np.exp(-theirs)))))
         loss += positive + np.mean(others)
-    return loss / k_total
+    return loss
 
 
 def _np_pairwise(logits: np.ndarray, index: np.ndarray, k_total: int) -> float:
+    """The paper's sum over the K(K-1)/2 pair classifiers."""
     terms = []
     p = 0
     for i in range(k_total):
@@ -45,7 +47,7 @@ def _np_pairwise(logits: np.ndarray, index: np.ndarray, k_total: int) -> float:
                 + np.mean(-np.log(1 - 1 / (1 + np.exp(-second))))
             )
             p += 1
-    return float(np.mean(terms))
+    return float(np.sum(terms))
 
 
 def test_existing_adversarial_losses_by_hand():
@@ -72,11 +74,13 @@ def test_general_classifier_loss_matches_numpy():
     assert losses.classifier_loss_general(logits, index).item() == pytest.approx(expected, 1e-10)
 
 
-def test_one_vs_all_uninformed_classifier_costs_two_log_two():
-    # Every C_k outputs 1/2: each side costs log 2.
+def test_one_vs_all_uninformed_classifier_costs_two_log_two_per_classifier():
+    # Every C_k outputs 1/2: each side costs log 2, 2 log 2 per classifier, K = 3 of them.
     index = torch.tensor([0, 1, 1, 2])
     loss = losses.classifier_loss_one_vs_all(torch.zeros(4, 3), index)
-    assert loss.item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert loss.item() == pytest.approx(3 * 2 * math.log(2), rel=1e-6)
+    mean = losses.classifier_loss_one_vs_all(torch.zeros(4, 3), index, reduction="mean")
+    assert mean.item() == pytest.approx(2 * math.log(2), rel=1e-6)
 
 
 def test_one_vs_all_by_hand_k2():
@@ -87,8 +91,10 @@ def test_one_vs_all_by_hand_k2():
     c0 = math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-2))
     c1 = math.log(1 + math.exp(-3)) + math.log(2)
     assert losses.classifier_loss_one_vs_all(logits, index).item() == pytest.approx(
-        (c0 + c1) / 2, rel=1e-6
+        c0 + c1, rel=1e-6
     )
+    mean = losses.classifier_loss_one_vs_all(logits, index, reduction="mean")
+    assert mean.item() == pytest.approx((c0 + c1) / 2, rel=1e-6)
 
 
 def test_one_vs_all_matches_numpy_with_unequal_counts():
@@ -114,9 +120,11 @@ def test_pairwise_by_hand_k3():
     logits = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, -2.0, 0.0]])
     index = torch.tensor([0, 1, 2])
     informed = 2 * math.log(1 + math.exp(-2))
-    expected = (2 * math.log(2) + informed + 2 * math.log(2)) / 3
+    expected = 2 * math.log(2) + informed + 2 * math.log(2)
     loss = losses.classifier_loss_pairwise(logits, index, num_generators=3)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+    mean = losses.classifier_loss_pairwise(logits, index, 3, reduction="mean")
+    assert mean.item() == pytest.approx(expected / 3, rel=1e-6)
 
 
 def test_pairwise_matches_numpy():
@@ -134,6 +142,38 @@ def test_pairwise_rejects_wrong_width_and_single_generator():
         losses.classifier_loss_pairwise(torch.zeros(4, 4), torch.tensor([0, 1, 2, 3]), 4)
     with pytest.raises(ValueError, match="at least 2"):
         losses.classifier_loss_pairwise(torch.zeros(2, 0), torch.tensor([0, 0]), 1)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_one_vs_all_sum_is_k_times_mean(k):
+    gen = torch.Generator().manual_seed(k)
+    logits = torch.randn(4 * k, k, generator=gen, dtype=torch.float64) * 3
+    index = torch.arange(k).repeat_interleave(4)
+    total = losses.classifier_loss_one_vs_all(logits, index, reduction="sum")
+    mean = losses.classifier_loss_one_vs_all(logits, index, reduction="mean")
+    assert torch.allclose(total, k * mean, rtol=1e-12)
+    assert torch.equal(total, losses.classifier_loss_one_vs_all(logits, index))  # the default
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_pairwise_sum_is_p_times_mean(k):
+    p = k * (k - 1) // 2
+    gen = torch.Generator().manual_seed(k)
+    logits = torch.randn(4 * k, p, generator=gen, dtype=torch.float64) * 3
+    index = torch.arange(k).repeat_interleave(4)
+    total = losses.classifier_loss_pairwise(logits, index, k, reduction="sum")
+    mean = losses.classifier_loss_pairwise(logits, index, k, reduction="mean")
+    assert torch.allclose(total, p * mean, rtol=1e-12)
+    assert torch.equal(total, losses.classifier_loss_pairwise(logits, index, k))  # the default
+
+
+@pytest.mark.parametrize("reduction", ["none", "Sum", "", "avg"])
+def test_bad_reduction_is_rejected(reduction):
+    index = torch.arange(3).repeat_interleave(2)
+    with pytest.raises(ValueError, match="classifier_loss_one_vs_all: reduction must be one of"):
+        losses.classifier_loss_one_vs_all(torch.zeros(6, 3), index, reduction=reduction)
+    with pytest.raises(ValueError, match="classifier_loss_pairwise: reduction must be one of"):
+        losses.classifier_loss_pairwise(torch.zeros(6, 3), index, 3, reduction=reduction)
 
 
 @pytest.mark.parametrize("variant", ["general", "one_vs_all", "pairwise"])

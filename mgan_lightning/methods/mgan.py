@@ -11,6 +11,8 @@ from mgan_lightning.methods.gan import GAN
 
 Diversity = Literal["general", "one_vs_all", "pairwise"]
 DIVERSITY_CHOICES: tuple[str, ...] = ("general", "one_vs_all", "pairwise")
+DiversityReduction = Literal["sum", "mean"]
+DIVERSITY_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 
 
 class MGAN(GAN):
@@ -42,10 +44,20 @@ class MGAN(GAN):
     - ``"one_vs_all"``: K binary classifiers, C_k: G_k vs the average of the others;
     - ``"pairwise"``: K(K-1)/2 binary classifiers, C_ij: G_i vs G_j.
 
+    The binary variants sum their classifiers' terms, as the paper's equations do
+    (``diversity_reduction="sum"``): ``L_C = sum_k l_k`` (one-vs-all) and
+    ``L_C = sum_{i<j} l_ij`` (pairwise). ``"mean"`` averages them instead, (1/K) sum_k and
+    (1/P) sum_{i<j} with P = K(K-1)/2, which makes ``beta`` K resp. P times weaker than
+    the paper's (this library's behaviour before the option existed). ``"general"`` is
+    unaffected: its loss is already the paper's pi-weighted sum.
+
     Args:
         beta: weight of the diversity term in G's loss (paper: 0.01 on images, 0.05-0.1
             on 2D data). ``0`` trains C but leaves the generators independent of it.
         diversity: which classifier(s) measure how distinguishable the generators are.
+        diversity_reduction: ``"sum"`` (the paper's equations) or ``"mean"`` over the
+            binary classifiers of ``"one_vs_all"`` / ``"pairwise"``; ignored by
+            ``"general"``.
         num_generators: K (paper: 10 on images, 4 on 2D data).
         same_latent: feed the same z batch to every generator (the authors do).
 
@@ -59,6 +71,7 @@ class MGAN(GAN):
         same_latent: bool = True,
         beta: float = 0.01,
         diversity: Diversity = "general",
+        diversity_reduction: DiversityReduction = "sum",
         **kwargs,
     ) -> None:
         if not beta >= 0:  # also rejects NaN
@@ -66,6 +79,12 @@ class MGAN(GAN):
         if diversity not in DIVERSITY_CHOICES:
             raise ValueError(
                 f"model.diversity must be one of {DIVERSITY_CHOICES}, got {diversity!r}"
+            )
+        if diversity_reduction not in DIVERSITY_REDUCTIONS:
+            raise ValueError(
+                f"model.diversity_reduction must be one of {DIVERSITY_REDUCTIONS} ('sum': the "
+                f"paper's equations; 'mean': averaged over the classifiers), "
+                f"got {diversity_reduction!r}"
             )
         if diversity != "general" and num_generators < 2:
             raise ValueError(
@@ -75,6 +94,7 @@ class MGAN(GAN):
         # Read by classifier_outputs(), which the base class calls to build the critic.
         self.beta = float(beta)
         self.diversity = diversity
+        self.diversity_reduction = diversity_reduction
         super().__init__(num_generators=num_generators, same_latent=same_latent, **kwargs)
 
     # ----------------------------------------------------------------- hooks
@@ -90,8 +110,12 @@ class MGAN(GAN):
         if self.diversity == "general":
             return losses.classifier_loss_general(class_logits, generator_index)
         if self.diversity == "one_vs_all":
-            return losses.classifier_loss_one_vs_all(class_logits, generator_index)
-        return losses.classifier_loss_pairwise(class_logits, generator_index, self.num_generators)
+            return losses.classifier_loss_one_vs_all(
+                class_logits, generator_index, reduction=self.diversity_reduction
+            )
+        return losses.classifier_loss_pairwise(
+            class_logits, generator_index, self.num_generators, reduction=self.diversity_reduction
+        )
 
     def discriminator_loss(self, real, fake, generator_index):
         """D: real vs fake; C: which generator made each fake (one pass gives both heads)."""

@@ -47,7 +47,7 @@ class MIMGAN(MGAN):
 
         D/C step:  as in MGAN (BCE real/fake + C's generator-classification loss)
         G step:    (1/K) sum_k [ L_adv(G_k) + lam * sum_{j != k} I(Y_k; Y_j) ]
-                   (+ beta * L_C if keep_classifier_term)
+                   + beta * L_C                  (unless keep_classifier_term=False)
 
     The penalty sums MI over all ordered pairs, so each pair's MI counts for both of its
     generators; it is averaged over k with the same weights pi_k = 1/K as the
@@ -56,9 +56,31 @@ class MIMGAN(MGAN):
     in MGAN (which generator made this sample), so the categories are generator
     identities.
 
+    **Why MGAN's classifier term stays on by default.** Under this reading the MI
+    penalty vanishes exactly where it is needed: when G_k and G_j have collapsed together,
+    C cannot tell their samples apart, and its best answer on them does not depend on z,
+
+        Y_k(z_i) = Y_j(z_i) = y (about uniform) for all i  =>  P_kj = y y^T = p q^T  =>  I = 0,
+
+    and since I >= 0 has its minimum there, its gradient is 0 too: the penalty cannot
+    push collapsed generators apart. The alternatives we considered:
+
+    (a) keep MGAN's ``beta * L_C`` in G's loss as well (``keep_classifier_term=True``, the
+        default; chosen). Where generators collapse, L_C is about log K with a non-zero
+        gradient, so MIM-GAN is never weaker than MGAN there; once C separates the
+        generators, the MI term adds its own push on top.
+    (b) the MI penalty alone, the literal reading of the abstract
+        (``keep_classifier_term=False``): zero gradient at collapse, as shown above.
+    (c) an estimator that is not 0 for indistinguishable generators, e.g. the MI between
+        the generators' sample features rather than C's outputs. Not adopted, because the
+        paper says the MI is computed from the classifier's probabilities; the
+        ``mi_estimator`` hook allows it (it receives C's probabilities, so a feature-based
+        estimator needs a subclass that overrides :meth:`pairwise_mutual_information`).
+
     Args:
         lam: weight of the mutual-information penalty in G's loss.
-        keep_classifier_term: also keep MGAN's ``beta * L_C`` term in G's loss.
+        keep_classifier_term: also keep MGAN's ``beta * L_C`` term in G's loss (default
+            ``True``; ``False`` is the MI-only reading, see above).
         mi_estimator: ``(probs_a[..., n, K], probs_b[..., n, K]) -> I[...]``, called once
             with every ordered pair of generators stacked in the leading dimension.
             Default: :func:`mgan_lightning.losses.mutual_information` (plug-in estimate);
@@ -77,7 +99,7 @@ class MIMGAN(MGAN):
         same_latent: bool = True,
         beta: float = 0.01,
         lam: float = 1.0,
-        keep_classifier_term: bool = False,
+        keep_classifier_term: bool = True,
         mi_estimator: MIEstimator | str = losses.mutual_information,
         **kwargs,
     ) -> None:
@@ -105,10 +127,13 @@ class MIMGAN(MGAN):
             same_latent=same_latent,
             beta=beta,
             diversity="general",
+            diversity_reduction="sum",  # unused by "general"; fixed, like ``diversity``
             **kwargs,
         )
-        # MGAN's frame adds its fixed ``diversity`` to the hyperparameters; MIMGAN takes none.
+        # MGAN's frame adds its fixed ``diversity`` and ``diversity_reduction`` to the
+        # hyperparameters; MIMGAN takes neither.
         self.hparams.pop("diversity", None)
+        self.hparams.pop("diversity_reduction", None)
         self.mi_estimator: MIEstimator = estimator  # after Module.__init__: may be a Module
         path = import_path(estimator)
         if path is not None and "mi_estimator" in self.hparams:

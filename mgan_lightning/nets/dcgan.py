@@ -50,18 +50,43 @@ class DCGAN(Architecture):
     ``ConvTranspose -> Tanh``. D/C: ``Conv(4, 2, 1) + [BN] + LeakyReLU(0.2)`` blocks
     doubling the channels, flattened into the heads.
 
+    Choices where the DCGAN paper (Radford et al. 2016) and the MGAN authors' code
+    (Hoang et al. 2018) differ:
+
+    - G's BN shift. ``bn_offset=False`` (MGAN's fixed BN offset) fixes the shift at zero
+      in the *shared* layers only, as the MGAN authors do. The per-generator first layer
+      keeps its learnable BN shift whatever ``bn_offset`` says: BN subtracts the batch
+      mean, so the bias ``b_k`` of ``W_k z + b_k`` cancels, and without a BN shift the
+      generators would differ only in ``W_k``. (:class:`GeneratorBank` keeps its own
+      ``bn_offset`` for other callers.)
+    - D's input layer. The DCGAN paper leaves D's first convolution without BN
+      (``d_input_batch_norm=False``, our default); the MGAN authors' code normalises every
+      D convolution but the output (``d_input_batch_norm=True``, with ``d_batch_norm``).
+    - Kernels. Our convolutions are 4x4 with stride 2 (exact halving/doubling); the MGAN
+      authors use 5x5 with stride 2. Stated here, not changed.
+
     Args:
         width: channels of the last G block / first D block (C0 = width * 2^(n-1)).
-        bn_offset: learn G's BN shift; ``False`` fixes it at zero (MGAN's setting).
+        bn_offset: learn the BN shift of G's shared layers; ``False`` fixes it at zero
+            there (MGAN's setting). The per-generator first layer always learns its shift.
         d_batch_norm: batch norm in D's inner blocks.
+        d_input_batch_norm: batch norm after D's first convolution too (its bias is then
+            dropped), as in the MGAN authors' code; ``False`` follows the DCGAN paper.
     """
 
-    def __init__(self, width: int = 64, bn_offset: bool = True, d_batch_norm: bool = True) -> None:
+    def __init__(
+        self,
+        width: int = 64,
+        bn_offset: bool = True,
+        d_batch_norm: bool = True,
+        d_input_batch_norm: bool = False,
+    ) -> None:
         if width < 1:
             raise ValueError(f"DCGAN.width must be >= 1, got {width}")
         self.width = width
         self.bn_offset = bn_offset
         self.d_batch_norm = d_batch_norm
+        self.d_input_batch_norm = d_input_batch_norm
 
     @staticmethod
     def _image_shape(sample_shape: Sequence[int]) -> tuple[int, int]:
@@ -89,7 +114,7 @@ class DCGAN(Architecture):
             self.width * 2 ** (n - 1) * start * start,
             nn.Sequential(*layers),
             batch_norm=True,
-            bn_offset=self.bn_offset,
+            bn_offset=True,  # b_k needs a BN shift to matter: see the class docstring
         )
         dcgan_init(bank)
         return bank
@@ -98,7 +123,12 @@ class DCGAN(Architecture):
         channels, size = self._image_shape(sample_shape)
         start, n = upsampling_plan(size)
         c = self.width
-        layers: list[nn.Module] = [nn.Conv2d(channels, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, c, 4, 2, 1, bias=not self.d_input_batch_norm)
+        ]
+        if self.d_input_batch_norm:
+            layers.append(nn.BatchNorm2d(c))
+        layers.append(nn.LeakyReLU(0.2))
         for _ in range(n - 1):
             block: list[nn.Module] = [nn.Conv2d(c, c * 2, 4, 2, 1, bias=not self.d_batch_norm)]
             if self.d_batch_norm:

@@ -49,6 +49,7 @@ def test_classifier_head_width_per_variant():
         ({"diversity": "pairwise", "num_generators": 1}, "model.num_generators"),
         ({"diversity": "one_vs_all", "num_generators": 1}, "model.num_generators"),
         ({"diversity": "triplewise"}, "model.diversity"),
+        ({"diversity_reduction": "avg"}, "model.diversity_reduction"),
         ({"num_generators": 0}, "model.num_generators"),
     ],
 )

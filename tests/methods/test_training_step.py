@@ -1,6 +1,7 @@
 """One real training step, checked against the same step written out by hand.
 
-For GAN, the three MGAN diversity variants and MIM-GAN, a Lightning ``Trainer`` runs a
+For GAN, the three MGAN diversity variants (the binary ones with both reductions) and
+MIM-GAN (with and without MGAN's classifier term), a Lightning ``Trainer`` runs a
 step (two of them, or ``n_critic=2``, for some cases) of a small MLP model. The test redoes
 it from a copy of the initial model: the real batches the Trainer read, the latents drawn
 from the step's seeded generator, the losses written with ``torch.nn.functional`` from the
@@ -44,6 +45,19 @@ CASES = {  # name: (class, K, steps, method arguments)
     "mgan_one_vs_all": (MGAN, K, 1, {"diversity": "one_vs_all", "beta": 0.5}),
     "mgan_pairwise": (MGAN, K, 1, {"diversity": "pairwise", "beta": 0.5}),
     "mimgan": (MIMGAN, K, 1, {"lam": 100.0}),
+    "mimgan_mi_only": (MIMGAN, K, 1, {"lam": 100.0, "keep_classifier_term": False}),
+    "mgan_one_vs_all_mean": (
+        MGAN,
+        K,
+        1,
+        {"diversity": "one_vs_all", "diversity_reduction": "mean", "beta": 0.5},
+    ),
+    "mgan_pairwise_mean": (
+        MGAN,
+        K,
+        1,
+        {"diversity": "pairwise", "diversity_reduction": "mean", "beta": 0.5},
+    ),
     "mgan_one_vs_all_n_critic_2": (
         MGAN,
         K,
@@ -60,28 +74,31 @@ def bce(logits: torch.Tensor, label: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label))
 
 
-def classifier_general(logits, index, k):
-    """Cross-entropy of the K-way softmax with the generator index."""
+def classifier_general(logits, index, k, reduction="sum"):
+    """Cross-entropy of the K-way softmax with the generator index (already the paper's
+    pi-weighted sum: ``reduction`` does not apply)."""
     return -logits.log_softmax(-1).gather(1, index[:, None]).mean()
 
 
-def classifier_one_vs_all(logits, index, k):
-    """(1/K) sum_k (E_{G_k}[-log C_k] + 1/(K-1) sum_{j != k} E_{G_j}[-log(1 - C_k)])."""
+def classifier_one_vs_all(logits, index, k, reduction="sum"):
+    """sum_k (E_{G_k}[-log C_k] + 1/(K-1) sum_{j != k} E_{G_j}[-log(1 - C_k)]) (the
+    paper's); divided by K for ``reduction="mean"``."""
     total = 0.0
     for c in range(k):
         others = sum(bce(logits[index == j, c], 0.0) for j in range(k) if j != c)
         total = total + bce(logits[index == c, c], 1.0) + others / (k - 1)
-    return total / k
+    return total if reduction == "sum" else total / k
 
 
-def classifier_pairwise(logits, index, k):
-    """(1/P) sum_{i<j} (E_{G_i}[-log C_ij] + E_{G_j}[-log(1 - C_ij)]), pairs in row order."""
+def classifier_pairwise(logits, index, k, reduction="sum"):
+    """sum_{i<j} (E_{G_i}[-log C_ij] + E_{G_j}[-log(1 - C_ij)]), pairs in row order (the
+    paper's); divided by P = K(K-1)/2 for ``reduction="mean"``."""
     pairs = list(itertools.combinations(range(k), 2))
     total = sum(
         bce(logits[index == i, p], 1.0) + bce(logits[index == j, p], 0.0)
         for p, (i, j) in enumerate(pairs)
     )
-    return total / len(pairs)
+    return total if reduction == "sum" else total / len(pairs)
 
 
 CLASSIFIER = {
@@ -119,6 +136,9 @@ def reference(init: GANMethod, batches: list, steps: int) -> tuple[GANMethod, di
     opt_g = torch.optim.Adam(gen_params, lr=LR, betas=BETAS, eps=EPS)
     opt_d = torch.optim.Adam(critic_params, lr=LR, betas=BETAS, eps=EPS)
     k, mgan = ref.num_generators, isinstance(ref, MGAN)
+    classifier = (
+        partial(CLASSIFIER[ref.diversity], reduction=ref.diversity_reduction) if mgan else None
+    )
     logs: dict[str, torch.Tensor] = {}
     for t in range(steps):
         real = batches[t][0]
@@ -136,15 +156,15 @@ def reference(init: GANMethod, batches: list, steps: int) -> tuple[GANMethod, di
             fake_logits, class_logits = ref.critic(fake.detach())
             d_loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
             if mgan:
-                logs["loss/c"] = CLASSIFIER[ref.diversity](class_logits, index, k)
+                logs["loss/c"] = classifier(class_logits, index, k)
                 d_loss = d_loss + logs["loss/c"]
             adam_step(opt_d, d_loss, critic_params)
         fake_logits, class_logits = ref.critic(fake)
         g_loss = bce(fake_logits, 1.0)
         if isinstance(ref, MIMGAN):
             g_loss = g_loss + ref.lam * mi_penalty(class_logits, k)
-        elif mgan:
-            logs["loss/g_diversity"] = CLASSIFIER[ref.diversity](class_logits, index, k)
+        if mgan and (not isinstance(ref, MIMGAN) or ref.keep_classifier_term):
+            logs["loss/g_diversity"] = classifier(class_logits, index, k)
             g_loss = g_loss + ref.beta * logs["loss/g_diversity"]
         adam_step(opt_g, g_loss, gen_params)
     return ref, logs
