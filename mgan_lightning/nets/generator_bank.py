@@ -91,7 +91,9 @@ class GeneratorBank(nn.Module):
     def input_layer(self, z: torch.Tensor) -> torch.Tensor:
         """``(K, B, latent)`` or a shared ``(B, latent)`` -> ``(K, B, hidden)``."""
         if z.dim() == 2:
-            h = torch.einsum("bd,kdh->kbh", z, self.weight)
+            # (B, d) @ (K, d, h) broadcasts to (K, B, h) without copying the K weight
+            # matrices (an einsum here rearranged the whole bank twice a step).
+            h = torch.matmul(z, self.weight)
         elif z.dim() == 3 and z.shape[0] == self.num_generators:
             h = torch.bmm(z, self.weight)
         else:
