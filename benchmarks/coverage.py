@@ -125,19 +125,15 @@ def parse_callback_line(log_text: str) -> dict[str, float] | None:
 
 
 # ------------------------------------------------------------- evaluation
-def evaluate(
-    config: str, seed: int, run_dir: str, checkpoint: str, num_samples: int, overrides: list[str]
-) -> dict[str, object]:
-    """Rebuild model and data from the config, load ``checkpoint``, score ``num_samples``.
-
-    Runs in its own process (``coverage.py _evaluate ...``) with one thread."""
+def load_trained(
+    config: str, seed: int, run_dir: str, checkpoint: str, overrides: list[str]
+) -> tuple:
+    """``(model, datamodule, checkpoint_state, cli)``: the config's model and data rebuilt as
+    ``mgan fit`` built them for this seed, with the checkpoint's weights loaded."""
     import torch
 
     from mgan_lightning.cli import build_cli
-    from mgan_lightning.metrics import ModeCoverage
-    from mgan_lightning.metrics.mode_coverage import assign_modes
 
-    torch.set_num_threads(1)
     cli = build_cli(
         [
             "--config",
@@ -154,6 +150,22 @@ def evaluate(
     model.load_state_dict(state["state_dict"])
     if getattr(data, "modes", None) is None:
         data.setup("fit")
+    return model, data, state, cli
+
+
+def evaluate(
+    config: str, seed: int, run_dir: str, checkpoint: str, num_samples: int, overrides: list[str]
+) -> dict[str, object]:
+    """Rebuild model and data from the config, load ``checkpoint``, score ``num_samples``.
+
+    Runs in its own process (``coverage.py _evaluate ...``) with one thread."""
+    import torch
+
+    from mgan_lightning.metrics import ModeCoverage
+    from mgan_lightning.metrics.mode_coverage import assign_modes
+
+    torch.set_num_threads(1)
+    model, data, state, cli = load_trained(config, seed, run_dir, checkpoint, overrides)
     if getattr(data, "modes", None) is None or getattr(data, "mode_std", None) is None:
         raise SystemExit(
             f"{type(data).__name__} has no known modes: mode coverage needs e.g. GaussianMixture2D"
