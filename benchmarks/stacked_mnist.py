@@ -142,6 +142,7 @@ class Benchmark:
             record = json.loads(record_path.read_text())
             if record.get("config_hash") == digest:
                 record["reused"] = True
+                record["run_dir"] = str(run_dir)
                 return record
         command = self.command(method, seed, run_dir)
         threads = str(self.args.threads)
@@ -159,6 +160,7 @@ class Benchmark:
             "seed": seed,
             "config": f"configs/stacked_mnist/{method}.yaml",
             "config_hash": digest,
+            "run_dir": str(run_dir),
             "generator_steps": int(curve[-1]["step"]) if curve else None,
             "wall_seconds": wall,
             "threads": self.args.threads,
@@ -233,7 +235,38 @@ def write(results: list[dict], args: argparse.Namespace, out_dir: Path) -> None:
     }
     (out_dir / "stacked_mnist.json").write_text(json.dumps(payload, indent=2) + "\n")
     plot_name = plot(results, out_dir / "stacked_mnist.png")
-    (out_dir / "stacked_mnist.md").write_text(markdown(results, summary, plot_name))
+    samples_name = sample_sheet(results, out_dir / "stacked_mnist_samples.png")
+    text = markdown(results, summary, plot_name)
+    if samples_name:
+        text += f"\n![final samples, seed 0, one row per generator]({samples_name})\n"
+    (out_dir / "stacked_mnist.md").write_text(text)
+
+
+def sample_sheet(results: list[dict], path: Path) -> str | None:
+    """Each method's last sample grid of its lowest seed (``SampleGrid``'s PNG), side by side."""
+    grids = []
+    for method in sorted({r["method"] for r in results}, key=lambda m: (m != BASELINE, m)):
+        run = min((r for r in results if r["method"] == method), key=lambda r: r["seed"])
+        folder = Path(run.get("run_dir", ""))
+        pictures = sorted(folder.glob("logs/version_*/images/samples_grid_step*.png"))
+        if pictures:
+            grids.append((f"{method}, seed {run['seed']}", pictures[-1]))
+    if not grids:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.5), squeeze=False)
+    for ax, (title, picture) in zip(axes[0], grids):
+        ax.imshow(plt.imread(picture))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def markdown(results: list[dict], summary: dict[str, dict], plot_name: str | None) -> str:

@@ -81,3 +81,22 @@ def test_write_produces_json_markdown_and_plot(bench, tmp_path):
     assert payload["summary"]["mgan"]["all"]["beats_baseline_every_seed"] is True
     assert (tmp_path / "stacked_mnist.md").read_text().count("| mgan | 0 |") == 1
     assert (tmp_path / "stacked_mnist.png").stat().st_size > 1000
+
+
+def test_sample_sheet_puts_each_methods_last_grid_side_by_side(bench, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    results = []
+    for method in ("gan", "mgan"):
+        images = tmp_path / method / "logs" / "version_0" / "images"
+        images.mkdir(parents=True)
+        for step in (1000, 2000):
+            plt.imsave(images / f"samples_grid_step{step:07d}.png", np.random.rand(8, 8, 3))
+        results.append(dict(run(method, 0, 10, 1), run_dir=str(tmp_path / method)))
+    name = bench.sample_sheet(results, tmp_path / "sheet.png")
+    assert name == "sheet.png" and (tmp_path / "sheet.png").stat().st_size > 1000
+    assert bench.sample_sheet([run("gan", 0, 10, 1)], tmp_path / "none.png") is None
