@@ -247,8 +247,9 @@ def sample_sheet(results: list[dict], path: Path) -> str | None:
     grids = []
     for method in sorted({r["method"] for r in results}, key=lambda m: (m != BASELINE, m)):
         run = min((r for r in results if r["method"] == method), key=lambda r: r["seed"])
-        folder = Path(run.get("run_dir", ""))
-        pictures = sorted(folder.glob("logs/version_*/images/samples_grid_step*.png"))
+        if not run.get("run_dir"):
+            continue
+        pictures = sorted(Path(run["run_dir"]).glob("logs/version_*/images/samples_grid_step*.png"))
         if pictures:
             grids.append((f"{method}, seed {run['seed']}", pictures[-1]))
     if not grids:
