@@ -22,13 +22,16 @@ def bench():
     return module
 
 
-SUMMARY = """noise
-Stacked MNIST at generator step 1000 (26000 samples):
-  rule 'all' (every predicted triple counts (PacGAN/VEEGAN)): modes 5/1000, KL 6.0000, counted 100.0%
-Stacked MNIST at generator step 2000 (26000 samples):
-  rule 'all' (every predicted triple counts (PacGAN/VEEGAN)): modes 153/1000, KL 4.1595, counted 100.0%
-  rule 'confident' (only samples ... > 0.95 (MWU/AdaGAN)): modes 0/1000, KL undefined (no sample counted), counted 0.0%
-"""
+ALL = "  rule 'all' (every predicted triple counts (PacGAN/VEEGAN)): "
+SUMMARY = (
+    "noise\n"
+    "Stacked MNIST at generator step 1000 (26000 samples):\n"
+    f"{ALL}modes 5/1000, KL 6.0000, counted 100.0%\n"
+    "Stacked MNIST at generator step 2000 (26000 samples):\n"
+    f"{ALL}modes 153/1000, KL 4.1595, counted 100.0%\n"
+    "  rule 'confident' (only samples ... > 0.95 (MWU/AdaGAN)): modes 0/1000, "
+    "KL undefined (no sample counted), counted 0.0%\n"
+)
 
 
 def test_parse_summary_reads_the_last_block_and_undefined_kl(bench):
