@@ -97,8 +97,12 @@ def plot(entries: list[tuple[dict, object]], path: Path, seed: int) -> None:
             ax.axis("on")
             cmap = plt.get_cmap("tab10" if k <= 10 else "hsv")
             colours = cmap((index.numpy() % 10) / 10 if k <= 10 else index.numpy() / k)
-            ax.scatter(samples[:, 0], samples[:, 1], s=1.5, c=colours, alpha=0.6, linewidths=0)
-            ax.scatter(modes[:, 0], modes[:, 1], s=12, marker="x", c="black", linewidths=0.7)
+            ax.scatter(
+                samples[:, 0], samples[:, 1], s=4, c=colours, alpha=0.7, linewidths=0, zorder=2
+            )
+            ax.scatter(
+                modes[:, 0], modes[:, 1], s=30, marker="+", c="0.6", linewidths=0.6, zorder=1
+            )
             span = float(modes.abs().max()) * 1.35
             ax.set_xlim(-span, span)
             ax.set_ylim(-span, span)
@@ -108,7 +112,7 @@ def plot(entries: list[tuple[dict, object]], path: Path, seed: int) -> None:
             ax.set_title(f"{data}: {panel['method']} (K={k})", fontsize=8)
     fig.suptitle(
         f"2,500 samples of each method's final model, seed {seed}; colour = generator, "
-        "x = true modes",
+        "+ = true modes (under the samples)",
         fontsize=9,
     )
     fig.tight_layout()
