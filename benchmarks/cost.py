@@ -56,6 +56,7 @@ Writes ``cost.{json,md}`` and ``k_scaling.{json,md,png}`` under ``--out-dir``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -138,93 +139,108 @@ def measure(spec: dict) -> dict:
     from mgan_lightning.cli import build_cli
     from mgan_lightning.methods.mwu import MWU, multiplicative_weights_update
 
-    torch.set_num_threads(spec["threads"])
-    quiet()
-    cuda = spec["device"] == "cuda"
-    images = spec["setting"] == "dcgan"
-    with tempfile.TemporaryDirectory() as tmp:
-        args = [
-            "--config", spec["config"],
-            f"--model.init_args.max_generator_steps={spec['warmup'] + spec['steps']}",
-            f"--trainer.default_root_dir={tmp}",
-            f"--trainer.accelerator={'gpu' if cuda else 'cpu'}",
-            "--trainer.devices=1",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
-            *(
-                [f"--model.init_args.architecture.init_args.width={spec['width']}"]
-                if images else []
-            ),
-            *spec.get("overrides", []),
-        ]  # fmt: skip
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-            cuda_before = torch.cuda.memory_allocated()
-        rss_before = current_rss_mb()
-        argv, sys.argv = sys.argv, sys.argv[:1]  # build_cli reads only ``args``
-        try:
-            cli = build_cli(args, run=False)
-        finally:
-            sys.argv = argv
-        model, trainer = cli.model, cli.trainer
-        clock = WindowClock(spec["warmup"], cuda)
-        trainer.callbacks[:] = [clock]  # the config's evaluation/checkpoint callbacks: out
-        if images:
-            datamodule = RandomImages(n=spec["images"], batch_size=cli.datamodule.batch_size)
-            full_size = getattr(cli.datamodule, "length", spec["images"])
-        else:
-            datamodule = cli.datamodule
-            full_size = None
-        trainer.fit(model, datamodule=datamodule)
-        result: dict = {
-            "seconds_per_1k": (clock.end - clock.start) / clock.steps * 1000,
-            "cpu_seconds_per_1k": (clock.cpu_end - clock.cpu_start) / clock.steps * 1000,
-            "timed_steps": clock.steps,
-            "generator_steps": model.generator_steps_done,
-            "n_critic": model.n_critic,
-            "num_generators": model.num_generators,
-            "fakes_per_step": fakes_per_step(model, datamodule.batch_size),
-            "real_batch": datamodule.batch_size,
-            "latent_dim": model.latent_dim,
-            "generator_params": sum(p.numel() for p in model.generators.parameters()),
-            "critic_params": sum(p.numel() for p in model.critic.parameters()),
-            "torch_threads": torch.get_num_threads(),
-        }
-        if cuda:
-            result["peak_mb"] = (torch.cuda.max_memory_allocated() - cuda_before) / 2**20
-            result["memory_kind"] = "torch.cuda.max_memory_allocated"
-        if spec.get("fresh_process"):
-            result["rss_before_mb"] = rss_before
-            result["peak_rss_mb"] = peak_rss_mb()
-            result["peak_rss_increment_mb"] = result["peak_rss_mb"] - rss_before
-            if not cuda:
-                result["peak_mb"] = result["peak_rss_increment_mb"]
-                result["memory_kind"] = "peak RSS - RSS before build"
-        if isinstance(model, MWU):  # the round end, timed alone (see the module docstring)
-            start, _ = clock._now()
-            scores = model.score_training_points()
-            multiplicative_weights_update(datamodule.enable_example_weights(), scores, model.delta)
-            seconds, _ = clock._now()
-            seconds -= start
-            scored = datamodule.num_train_examples()
-            scale = (full_size or scored) / scored
-            result["mwu_round_end"] = {
-                "points_scored": scored,
-                "seconds": seconds,
-                "config_points": full_size or scored,
-                "seconds_at_config_size": seconds * scale,
-                "steps_per_round": model.steps_per_round,
-                "amortised_seconds_per_1k": seconds * scale * 1000 / model.steps_per_round,
+    with quiet(spec["threads"]):
+        cuda = spec["device"] == "cuda"
+        images = spec["setting"] == "dcgan"
+        with tempfile.TemporaryDirectory() as tmp:
+            args = [
+                "--config", spec["config"],
+                f"--model.init_args.max_generator_steps={spec['warmup'] + spec['steps']}",
+                f"--trainer.default_root_dir={tmp}",
+                f"--trainer.accelerator={'gpu' if cuda else 'cpu'}",
+                "--trainer.devices=1",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+                *(
+                    [f"--model.init_args.architecture.init_args.width={spec['width']}"]
+                    if images else []
+                ),
+                *spec.get("overrides", []),
+            ]  # fmt: skip
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                cuda_before = torch.cuda.memory_allocated()
+            rss_before = current_rss_mb()
+            argv, sys.argv = sys.argv, sys.argv[:1]  # build_cli reads only ``args``
+            try:
+                cli = build_cli(args, run=False)
+            finally:
+                sys.argv = argv
+            model, trainer = cli.model, cli.trainer
+            clock = WindowClock(spec["warmup"], cuda)
+            trainer.callbacks[:] = [clock]  # the config's evaluation/checkpoint callbacks: out
+            if images:
+                datamodule = RandomImages(n=spec["images"], batch_size=cli.datamodule.batch_size)
+                full_size = getattr(cli.datamodule, "length", spec["images"])
+            else:
+                datamodule = cli.datamodule
+                full_size = None
+            trainer.fit(model, datamodule=datamodule)
+            result: dict = {
+                "seconds_per_1k": (clock.end - clock.start) / clock.steps * 1000,
+                "cpu_seconds_per_1k": (clock.cpu_end - clock.cpu_start) / clock.steps * 1000,
+                "timed_steps": clock.steps,
+                "generator_steps": model.generator_steps_done,
+                "n_critic": model.n_critic,
+                "num_generators": model.num_generators,
+                "fakes_per_step": fakes_per_step(model, datamodule.batch_size),
+                "real_batch": datamodule.batch_size,
+                "latent_dim": model.latent_dim,
+                "generator_params": sum(p.numel() for p in model.generators.parameters()),
+                "critic_params": sum(p.numel() for p in model.critic.parameters()),
+                "torch_threads": torch.get_num_threads(),
             }
-    return result
+            if cuda:
+                result["peak_mb"] = (torch.cuda.max_memory_allocated() - cuda_before) / 2**20
+                result["memory_kind"] = "torch.cuda.max_memory_allocated"
+            if spec.get("fresh_process"):
+                result["rss_before_mb"] = rss_before
+                result["peak_rss_mb"] = peak_rss_mb()
+                result["peak_rss_increment_mb"] = result["peak_rss_mb"] - rss_before
+                if not cuda:
+                    result["peak_mb"] = result["peak_rss_increment_mb"]
+                    result["memory_kind"] = "peak RSS - RSS before build"
+            if isinstance(model, MWU):  # the round end, timed alone (see the module docstring)
+                start, _ = clock._now()
+                scores = model.score_training_points()
+                multiplicative_weights_update(
+                    datamodule.enable_example_weights(), scores, model.delta
+                )
+                seconds, _ = clock._now()
+                seconds -= start
+                scored = datamodule.num_train_examples()
+                scale = (full_size or scored) / scored
+                result["mwu_round_end"] = {
+                    "points_scored": scored,
+                    "seconds": seconds,
+                    "config_points": full_size or scored,
+                    "seconds_at_config_size": seconds * scale,
+                    "steps_per_round": model.steps_per_round,
+                    "amortised_seconds_per_1k": seconds * scale * 1000 / model.steps_per_round,
+                }
+        return result
 
 
-def quiet() -> None:
-    """Lightning's start/stop messages and warnings that do not apply here, off."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*number of training batches.*", ".*LeafSpec.*", ".*litlogger.*"):
-        warnings.filterwarnings("ignore", message=message)
+@contextlib.contextmanager
+def quiet(threads: int):
+    """Lightning's start/stop messages and warnings that do not apply here off, and torch on
+    ``threads`` threads, for the measurement only: the logger levels, warning filters and
+    thread count are restored after it (in-process callers, such as the tests, keep theirs)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with warnings.catch_warnings():
+            for logger in loggers:
+                logger.setLevel(logging.WARNING)
+            for message in (".*number of training batches.*", ".*LeafSpec.*", ".*litlogger.*"):
+                warnings.filterwarnings("ignore", message=message)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        torch.set_num_threads(before)
 
 
 def fakes_per_step(model, real_batch: int) -> int:

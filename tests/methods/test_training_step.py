@@ -233,8 +233,10 @@ def mismatched(a: GANMethod, b: GANMethod) -> list[str]:
         if not torch.allclose(p, q, rtol=1e-5, atol=1e-7):
             wrong.append(name)
         # float32 rounding, relative to the largest entry: MIM-GAN's lam * MI gradient is
-        # a difference of near-equal logarithms (both sides agree to 1e-13 in float64)
-        scale = 1e-4 * float(q.grad.abs().max()) + 1e-9
+        # a difference of near-equal logarithms (both sides agree to 1e-13 in float64); since
+        # the bank's input layer became a broadcast matmul the worst entry sits at 1.1e-4 of
+        # the largest (a detached or missing term moves it by about 1)
+        scale = 3e-4 * float(q.grad.abs().max()) + 1e-9
         if p.grad is None or not torch.allclose(p.grad, q.grad, rtol=1e-5, atol=scale):
             wrong.append(f"{name}.grad")
     return wrong
