@@ -74,6 +74,7 @@ import torch
 from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ddp_speed import git_commit  # noqa: E402  (commit + "-dirty", one definition)
 from generator_cost import RandomImages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,17 +269,6 @@ def measure_in_subprocess(spec: dict) -> dict:
 
 
 # ------------------------------------------------------------------------- metadata
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
