@@ -74,8 +74,8 @@ import torch
 from lightning.pytorch import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ddp_speed import git_commit  # noqa: E402  (commit + "-dirty", one definition)
 from generator_cost import RandomImages  # noqa: E402
+from provenance import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -41,6 +41,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_state  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS = ("modes", "high_quality", "reverse_kl")
@@ -52,24 +55,6 @@ CALLBACK_LINE = re.compile(
 
 
 # ------------------------------------------------------------------ helpers
-def git_commit() -> dict[str, object]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD").strip(),
-            "dirty_files": [
-                line.strip()
-                for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-            ],
-        }
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": "unknown", "dirty_files": []}
-
-
 def mean_se(values: list[float]) -> dict[str, float | int | None]:
     """Mean and standard error (sample std / sqrt(n)) of the finite values."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
@@ -222,7 +207,7 @@ class Benchmark:
         self.failures: dict[int, str] = {}
         self.lock = threading.Lock()
         self.started = time.time()
-        self.git = git_commit()
+        self.git = git_state()
 
     def train_command(self, seed: int, display: bool = False) -> list[str]:
         """The ``mgan fit`` command of one seed (run from the repository root); ``display``
@@ -437,12 +422,17 @@ class Benchmark:
 
 
 # -------------------------------------------------------------------- CLI
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(own arguments, arguments after --)``: what follows ``--`` goes to ``mgan fit``."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
+    argv, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
 
     if argv and argv[0] == "_evaluate":  # internal: one evaluation in its own process
         p = argparse.ArgumentParser(prog="coverage.py _evaluate")

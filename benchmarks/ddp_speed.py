@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "stacked_mnist" / "mgan.yaml"
@@ -111,17 +114,6 @@ def run_layout(processes: int, threads: int, steps: int, warmup: int) -> list[di
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
         return [json.loads((Path(tmp) / f"rank{r}.json").read_text()) for r in range(processes)]
-
-
-def git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 KINDS = {"2d points": (2,), "32x32x3 images": (3, 32, 32)}
@@ -107,9 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
-        "git_commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "git_commit": git_commit(),
         "rows": rows,
         "command": "python benchmarks/embedding_cost.py " + " ".join(sys.argv[1:]),
     }

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,9 @@ from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
 from mgan_lightning.latent import UniformPrior
 from mgan_lightning.methods import GAN, MGAN
 from mgan_lightning.nets import DCGAN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -126,9 +128,7 @@ def main() -> None:
             print(f"rep {rep} {kind}: {runs[kind][-1]['seconds_per_step'] * 1e3:.1f} ms/step")
     median = {k: statistics.median(r["seconds_per_step"] for r in v) for k, v in runs.items()}
     ratio = median["mgan"] / median["gan"]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     command = "python benchmarks/generator_cost.py " + " ".join(sys.argv[1:])
     result = {
         "command": command.strip(),

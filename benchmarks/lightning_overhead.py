@@ -40,7 +40,6 @@ import platform
 import pstats
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,9 @@ from torch import nn  # noqa: E402
 from mgan_lightning.cli import build_cli  # noqa: E402
 from mgan_lightning.data import GaussianMixture2D  # noqa: E402
 from mgan_lightning.methods.base import GANMethod  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -299,20 +301,6 @@ def breakdown(path: Path, steps: int) -> list[tuple[str, float]]:
 
 
 # -------------------------------------------------------------------------- main
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def profile_table(path: Path, top: int = 25) -> str:

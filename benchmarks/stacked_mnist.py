@@ -38,6 +38,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RULES = ("all", "confident")
@@ -56,15 +59,6 @@ PUBLISHED = [
     ("PacDCGAN2", "PacGAN Table 2", 1000, 0.06),
     ("PacDCGAN4", "PacGAN Table 2", 1000, 0.07),
 ]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def steps_cell(steps: int | None) -> str:

@@ -276,7 +276,7 @@ class TimeToCoverageBenchmark:
         self.lock = threading.Lock()
         self.started = time.time()
         self.load_start = os.getloadavg()
-        self.git = cov.git_commit()
+        self.git = cov.git_state()
 
     def config(self, data: str, method: str) -> Path:
         return Path("configs") / data / f"{method}.yaml"
@@ -662,11 +662,7 @@ def write_plot(result: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, overrides = argv[:cut], argv[cut + 1 :]
+    argv, overrides = cov.split_overrides(sys.argv[1:] if argv is None else argv)
 
     if argv and argv[0] == "_run":  # internal: one seed in its own process
         p = argparse.ArgumentParser(prog="time_to_coverage.py _run")
