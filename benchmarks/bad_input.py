@@ -39,6 +39,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import git_commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -514,9 +517,7 @@ def main() -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "generated_by": "python benchmarks/bad_input.py" + (" --before DIR" if args.before else ""),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": git_commit(),
         "python": platform.python_version(),
         "tmp": str(tmp),
         "cases": records,

@@ -301,8 +301,6 @@ def breakdown(path: Path, steps: int) -> list[tuple[str, float]]:
 
 
 # -------------------------------------------------------------------------- main
-
-
 def profile_table(path: Path, top: int = 25) -> str:
     stream = io.StringIO()
     stats = pstats.Stats(str(path), stream=stream)
