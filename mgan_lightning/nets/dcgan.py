@@ -67,6 +67,10 @@ class DCGAN(Architecture):
 
     Args:
         width: channels of the last G block / first D block (C0 = width * 2^(n-1)).
+        d_width: channels of D's first block when D should differ from G; ``None`` uses
+            ``width``. Shrinking D (``d_width = width // 4``) is the weak-discriminator
+            regime of the Unrolled GAN / VEEGAN / PacGAN Stacked MNIST tables, where a
+            single DCGAN drops most of the 1,000 modes.
         bn_offset: learn the BN shift of G's shared layers; ``False`` fixes it at zero
             there (MGAN's setting). The per-generator first layer always learns its shift.
         d_batch_norm: batch norm in D's inner blocks.
@@ -77,13 +81,17 @@ class DCGAN(Architecture):
     def __init__(
         self,
         width: int = 64,
+        d_width: int | None = None,
         bn_offset: bool = True,
         d_batch_norm: bool = True,
         d_input_batch_norm: bool = False,
     ) -> None:
         if width < 1:
             raise ValueError(f"DCGAN.width must be >= 1, got {width}")
+        if d_width is not None and d_width < 1:
+            raise ValueError(f"DCGAN.d_width must be >= 1 or null, got {d_width}")
         self.width = width
+        self.d_width = width if d_width is None else d_width
         self.bn_offset = bn_offset
         self.d_batch_norm = d_batch_norm
         self.d_input_batch_norm = d_input_batch_norm
@@ -122,7 +130,7 @@ class DCGAN(Architecture):
     def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
         channels, size = self._image_shape(sample_shape)
         start, n = upsampling_plan(size)
-        c = self.width
+        c = self.d_width
         layers: list[nn.Module] = [
             nn.Conv2d(channels, c, 4, 2, 1, bias=not self.d_input_batch_norm)
         ]

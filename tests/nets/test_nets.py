@@ -154,9 +154,25 @@ def test_upsampling_plan_rejects_sizes_without_a_halving(size: int) -> None:
         upsampling_plan(size)
 
 
+def test_dcgan_d_width_shrinks_d_only() -> None:
+    """The weak-discriminator regime: D's channels follow d_width, G's follow width."""
+    full, weak = DCGAN(width=16), DCGAN(width=16, d_width=4)
+    convs = [m for m in weak.critic((3, 32, 32)).modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [4, 8, 16]
+    full_convs = [m for m in full.critic((3, 32, 32)).modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in full_convs] == [16, 32, 64]
+    g_full = sum(p.numel() for p in full.generator_bank(K, D, (3, 32, 32)).parameters())
+    g_weak = sum(p.numel() for p in weak.generator_bank(K, D, (3, 32, 32)).parameters())
+    assert g_full == g_weak
+    out = weak.critic((3, 32, 32), num_classes=K)(torch.randn(5, 3, 32, 32))
+    assert out[0].shape == (5,) and out[1].shape == (5, K)
+
+
 def test_invalid_architecture_arguments() -> None:
     with pytest.raises(ValueError, match="width"):
         DCGAN(width=0)
+    with pytest.raises(ValueError, match="d_width"):
+        DCGAN(width=4, d_width=0)
     for field in ("g_hidden", "g_layers", "d_hidden", "d_layers"):
         with pytest.raises(ValueError, match=rf"architecture\.{field}\) must be >= 1"):
             MLP(**{field: 0})
