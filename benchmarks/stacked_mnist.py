@@ -1,10 +1,11 @@
 """Stacked MNIST (1,000 modes): every method on equal terms, modes and KL under both rules.
 
-For every method config M (``configs/stacked_mnist/M.yaml``) and seed S the script runs what a
-user runs,
+A suite is a folder of method configs that share networks, data and budget (``SUITES``). For
+every method config M of suite X (``configs/X/M.yaml``) and seed S the script runs what a user
+runs,
 
-    mgan fit --config configs/stacked_mnist/M.yaml --seed_everything=S
-             --trainer.default_root_dir=runs/benchmarks/stacked_mnist_M/seedS [--model...steps]
+    mgan fit --config configs/X/M.yaml --seed_everything=S
+             --trainer.default_root_dir=runs/benchmarks/X_M/seedS [--model...steps]
 
 as a subprocess with one thread (at most ``--jobs`` at once), and reads the final
 ``StackedMNISTEvaluation`` summary printed at the end of fit: distinct triples among 26,000
@@ -15,10 +16,11 @@ budget in generator steps (the comparison configs share networks, data and budge
 overrides it for all.
 
     python benchmarks/stacked_mnist.py                        # 5 methods x 3 seeds
+    python benchmarks/stacked_mnist.py --suite stacked_mnist_weak_d
     python benchmarks/stacked_mnist.py --methods gan mgan --seeds 1 --steps 500
 
-Writes ``benchmarks/results/stacked_mnist.json``, ``.md`` and ``.png`` after every finished
-run. Finished runs with the same config text and overrides are reused (``--force`` retrains).
+Writes ``benchmarks/results/X.json``, ``.md`` and ``.png`` after every finished run. Finished
+runs with the same config text and overrides are reused (``--force`` retrains).
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ RULE_LINE = re.compile(
     r"rule '(\w+)' .*?: modes (\d+)/1000, KL ([\d.naif-]+|undefined \([^)]*\)), counted ([\d.]+)%"
 )
 DEFAULT_METHODS = ("gan", "mgan", "mimgan", "bourgan", "mwu_cpu")
+# Each suite: its title and what its configs share (the configs' headers give the details).
+SUITES = {
+    "stacked_mnist": (
+        "Stacked MNIST (1,000 modes)",
+        "G and D both DCGAN width 16, Adam 1e-3, linear decay and EMA",
+    ),
+    "stacked_mnist_weak_d": (
+        "Stacked MNIST (1,000 modes), weak discriminator",
+        "G DCGAN width 16, D shrunk to a quarter (width 4, the Unrolled GAN / VEEGAN / "
+        "PacGAN Table 2 setting for DCGAN), Adam 2e-4, linear decay and EMA",
+    ),
+}
 BASELINE = "gan"
 # Published Stacked-MNIST rows (modes / KL), their networks and budgets, not rerun here.
 # PacGAN Table 2 (Lin et al. 2018) quotes the first three from VEEGAN's Table 2
@@ -109,6 +123,7 @@ class Benchmark:
         self.args = args
         self.run_root = Path(args.run_dir) if args.run_dir else ROOT / "runs" / "benchmarks"
         self.out_dir = Path(args.out_dir)
+        self.suite = args.suite
 
     def overrides(self) -> list[str]:
         return (
@@ -119,17 +134,17 @@ class Benchmark:
         script = Path(sys.executable).with_name("mgan")
         head = [str(script)] if script.exists() else [sys.executable, "-m", "mgan_lightning.cli"]
         return [
-            *head, "fit", "--config", f"configs/stacked_mnist/{method}.yaml",
+            *head, "fit", "--config", f"configs/{self.suite}/{method}.yaml",
             f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}",
             *self.overrides(),
         ]  # fmt: skip
 
     def config_hash(self, method: str) -> str:
-        text = (ROOT / "configs" / "stacked_mnist" / f"{method}.yaml").read_text()
+        text = (ROOT / "configs" / self.suite / f"{method}.yaml").read_text()
         return hashlib.sha256((text + "\0" + "\0".join(self.overrides())).encode()).hexdigest()[:16]
 
     def run(self, method: str, seed: int) -> dict:
-        run_dir = self.run_root / f"stacked_mnist_{method}" / f"seed{seed}"
+        run_dir = self.run_root / f"{self.suite}_{method}" / f"seed{seed}"
         record_path = run_dir / "stacked_mnist.json"
         digest = self.config_hash(method)
         if record_path.exists() and not self.args.force:
@@ -152,7 +167,7 @@ class Benchmark:
         record = {
             "method": method,
             "seed": seed,
-            "config": f"configs/stacked_mnist/{method}.yaml",
+            "config": f"configs/{self.suite}/{method}.yaml",
             "config_hash": digest,
             "run_dir": str(run_dir),
             "generator_steps": int(curve[-1]["step"]) if curve else None,
@@ -167,6 +182,13 @@ class Benchmark:
         return record
 
     def main(self) -> None:
+        missing = [
+            f"configs/{self.suite}/{m}.yaml"
+            for m in self.args.methods
+            if not (ROOT / "configs" / self.suite / f"{m}.yaml").exists()
+        ]
+        if missing:
+            raise SystemExit(f"no such config: {', '.join(missing)}; check --suite and --methods")
         jobs = [(m, s) for s in range(self.args.seeds) for m in self.args.methods]
         results: list[dict] = []
         with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
@@ -217,6 +239,7 @@ def summarise(results: list[dict]) -> dict[str, dict]:
 
 def write(results: list[dict], args: argparse.Namespace, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    suite = getattr(args, "suite", "stacked_mnist")
     summary = summarise(results)
     payload = {
         "command": "python benchmarks/stacked_mnist.py " + " ".join(sys.argv[1:]),
@@ -227,13 +250,13 @@ def write(results: list[dict], args: argparse.Namespace, out_dir: Path) -> None:
         "summary": summary,
         "runs": results,
     }
-    (out_dir / "stacked_mnist.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot_name = plot(results, out_dir / "stacked_mnist.png")
-    samples_name = sample_sheet(results, out_dir / "stacked_mnist_samples.png")
-    text = markdown(results, summary, plot_name)
+    (out_dir / f"{suite}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    plot_name = plot(results, out_dir / f"{suite}.png")
+    samples_name = sample_sheet(results, out_dir / f"{suite}_samples.png")
+    text = markdown(results, summary, plot_name, suite)
     if samples_name:
         text += f"\n![final samples, seed 0, one row per generator]({samples_name})\n"
-    (out_dir / "stacked_mnist.md").write_text(text)
+    (out_dir / f"{suite}.md").write_text(text)
 
 
 def sample_sheet(results: list[dict], path: Path) -> str | None:
@@ -264,13 +287,20 @@ def sample_sheet(results: list[dict], path: Path) -> str | None:
     return path.name
 
 
-def markdown(results: list[dict], summary: dict[str, dict], plot_name: str | None) -> str:
+def markdown(
+    results: list[dict],
+    summary: dict[str, dict],
+    plot_name: str | None,
+    suite: str = "stacked_mnist",
+) -> str:
     steps = sorted({r["generator_steps"] for r in results if r.get("generator_steps")})
+    title, shared = SUITES[suite]
     lines = [
-        "# Stacked MNIST (1,000 modes)",
+        f"# {title}",
         "",
-        "Each method runs its own config in `configs/stacked_mnist/` (which states its budget); "
-        "the comparison configs share the networks, the data and the budget in generator steps. "
+        f"Each method runs its own config in `configs/{suite}/` (which states its budget); "
+        "the comparison configs share the networks, the data and the budget in generator steps "
+        f"({shared}). "
         f"Budgets in these runs: {', '.join(f'{s:,}' for s in steps)} generator steps. "
         "Digits come from the MNIST t10k split (offline); 26,000 samples of the final model are "
         "labelled by the shipped digit classifier. Rule `all`: every predicted triple counts "
@@ -318,7 +348,10 @@ def markdown(results: list[dict], summary: dict[str, dict], plot_name: str | Non
         )
     if plot_name:
         lines += ["", f"![modes vs generator steps]({plot_name})"]
-    lines += ["", "Reproduce: `python benchmarks/stacked_mnist.py` (each run below):", ""]
+    command = "python benchmarks/stacked_mnist.py" + (
+        "" if suite == "stacked_mnist" else f" --suite {suite}"
+    )
+    lines += ["", f"Reproduce: `{command}` (each run below):", ""]
     lines += [f"- `{r['command']}`" for r in results]
     lines += [
         "",
@@ -365,6 +398,7 @@ def plot(results: list[dict], path: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", choices=sorted(SUITES), default="stacked_mnist")
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="override every config's budget")

@@ -86,6 +86,33 @@ def test_write_produces_json_markdown_and_plot(bench, tmp_path):
     assert (tmp_path / "stacked_mnist.png").stat().st_size > 1000
 
 
+def test_a_suite_writes_its_own_files_title_and_command(bench, tmp_path):
+    import argparse
+
+    results = [run("gan", 0, 100, 10), run("mgan", 0, 300, 30)]
+    bench.write(results, argparse.Namespace(seeds=1, suite="stacked_mnist_weak_d"), tmp_path)
+    text = (tmp_path / "stacked_mnist_weak_d.md").read_text()
+    assert text.startswith("# Stacked MNIST (1,000 modes), weak discriminator")
+    assert "`configs/stacked_mnist_weak_d/`" in text
+    assert "`python benchmarks/stacked_mnist.py --suite stacked_mnist_weak_d`" in text
+    assert not (tmp_path / "stacked_mnist.md").exists()
+
+
+def test_a_method_without_a_config_in_the_suite_is_refused(bench, tmp_path):
+    with pytest.raises(SystemExit, match="configs/stacked_mnist_weak_d/nonexistent.yaml"):
+        bench.main(
+            [
+                "--suite",
+                "stacked_mnist_weak_d",
+                "--methods",
+                "nonexistent",
+                "--out-dir",
+                str(tmp_path),
+            ]
+        )
+    assert not list(tmp_path.iterdir())
+
+
 def test_sample_sheet_puts_each_methods_last_grid_side_by_side(bench, tmp_path):
     import matplotlib
 
