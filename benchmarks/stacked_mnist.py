@@ -62,6 +62,7 @@ SUITES = {
         "PacGAN Table 2 setting for DCGAN), Adam 2e-4, linear decay and EMA",
     ),
 }
+DEFAULT_SUITE = "stacked_mnist"
 BASELINE = "gan"
 # Published Stacked-MNIST rows (modes / KL), their networks and budgets, not rerun here.
 # PacGAN Table 2 (Lin et al. 2018) quotes the first three from VEEGAN's Table 2
@@ -125,6 +126,10 @@ class Benchmark:
         self.out_dir = Path(args.out_dir)
         self.suite = args.suite
 
+    def config(self, method: str) -> str:
+        """The method's config in this suite, relative to the repository root."""
+        return f"configs/{self.suite}/{method}.yaml"
+
     def overrides(self) -> list[str]:
         return (
             [f"--model.init_args.max_generator_steps={self.args.steps}"] if self.args.steps else []
@@ -134,13 +139,13 @@ class Benchmark:
         script = Path(sys.executable).with_name("mgan")
         head = [str(script)] if script.exists() else [sys.executable, "-m", "mgan_lightning.cli"]
         return [
-            *head, "fit", "--config", f"configs/{self.suite}/{method}.yaml",
+            *head, "fit", "--config", self.config(method),
             f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}",
             *self.overrides(),
         ]  # fmt: skip
 
     def config_hash(self, method: str) -> str:
-        text = (ROOT / "configs" / self.suite / f"{method}.yaml").read_text()
+        text = (ROOT / self.config(method)).read_text()
         return hashlib.sha256((text + "\0" + "\0".join(self.overrides())).encode()).hexdigest()[:16]
 
     def run(self, method: str, seed: int) -> dict:
@@ -167,7 +172,7 @@ class Benchmark:
         record = {
             "method": method,
             "seed": seed,
-            "config": f"configs/{self.suite}/{method}.yaml",
+            "config": self.config(method),
             "config_hash": digest,
             "run_dir": str(run_dir),
             "generator_steps": int(curve[-1]["step"]) if curve else None,
@@ -183,9 +188,7 @@ class Benchmark:
 
     def main(self) -> None:
         missing = [
-            f"configs/{self.suite}/{m}.yaml"
-            for m in self.args.methods
-            if not (ROOT / "configs" / self.suite / f"{m}.yaml").exists()
+            self.config(m) for m in self.args.methods if not (ROOT / self.config(m)).exists()
         ]
         if missing:
             raise SystemExit(f"no such config: {', '.join(missing)}; check --suite and --methods")
@@ -239,7 +242,7 @@ def summarise(results: list[dict]) -> dict[str, dict]:
 
 def write(results: list[dict], args: argparse.Namespace, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    suite = getattr(args, "suite", "stacked_mnist")
+    suite = getattr(args, "suite", DEFAULT_SUITE)
     summary = summarise(results)
     payload = {
         "command": "python benchmarks/stacked_mnist.py " + " ".join(sys.argv[1:]),
@@ -291,7 +294,7 @@ def markdown(
     results: list[dict],
     summary: dict[str, dict],
     plot_name: str | None,
-    suite: str = "stacked_mnist",
+    suite: str = DEFAULT_SUITE,
 ) -> str:
     steps = sorted({r["generator_steps"] for r in results if r.get("generator_steps")})
     title, shared = SUITES[suite]
@@ -349,7 +352,7 @@ def markdown(
     if plot_name:
         lines += ["", f"![modes vs generator steps]({plot_name})"]
     command = "python benchmarks/stacked_mnist.py" + (
-        "" if suite == "stacked_mnist" else f" --suite {suite}"
+        "" if suite == DEFAULT_SUITE else f" --suite {suite}"
     )
     lines += ["", f"Reproduce: `{command}` (each run below):", ""]
     lines += [f"- `{r['command']}`" for r in results]
@@ -398,7 +401,7 @@ def plot(results: list[dict], path: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--suite", choices=sorted(SUITES), default="stacked_mnist")
+    p.add_argument("--suite", choices=sorted(SUITES), default=DEFAULT_SUITE)
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="override every config's budget")
