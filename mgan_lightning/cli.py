@@ -21,13 +21,18 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace, set_parsing_settings
 from jsonargparse._common import debug_mode_active
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
 import mgan_lightning.methods  # noqa: F401  (registers the methods for short names)
+from mgan_lightning import __version__, console
+from mgan_lightning.callbacks.checkpoint import GeneratorStepCheckpoint
+from mgan_lightning.callbacks.evaluation import SampleEvaluation
+from mgan_lightning.callbacks.mode_coverage import ModeCoverageEvaluation
 from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
+from mgan_lightning.cli_checks import accelerator_problem, devices_problem, unwritable_folder
 from mgan_lightning.cli_predict import (
     PREDICT_DESCRIPTION,
     PredictOptions,
@@ -36,9 +41,17 @@ from mgan_lightning.cli_predict import (
     predict_problem,
     sample_writer,
 )
-from mgan_lightning.data.base import GANDataModule
+from mgan_lightning.cli_resume import (
+    CONFIG_KEY,
+    compare_hparams,
+    plain,
+    run_sections,
+    with_stored_config,
+)
+from mgan_lightning.data.base import GANDataModule, fingerprint_mismatch
 from mgan_lightning.data.slots import sample_slot_loader
 from mgan_lightning.divergence import DivergenceError
+from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.peer_failure import (
     is_peer_failure,
     peer_failure_message,
@@ -142,6 +155,17 @@ class SaveAndLogConfig(SaveConfigCallback):
     default filled in, interpolations applied, command-line overrides included) as the W&B
     run's config, one section per top-level key (``trainer``, ``model``, ``data``, ...)."""
 
+    _run_config: dict | None = None
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict
+    ) -> None:
+        """Keep the run's configuration in every checkpoint (``mgan test --ckpt_path X``
+        alone reads it back: :func:`mgan_lightning.cli_resume.stored_config`)."""
+        if self._run_config is None:
+            self._run_config = run_sections(yaml.safe_load(self.parser.dump(self.config)))
+        checkpoint[CONFIG_KEY] = self._run_config
+
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not loggers:
@@ -177,19 +201,22 @@ class MGANCLI(LightningCLI):
             if problem:
                 fail(problem)
         if ckpt_path and Path(str(ckpt_path)).is_file():
-            problem = self._checkpoint_mismatch(str(ckpt_path), self.config[subcommand])
+            problem = self._checkpoint_mismatch(
+                str(ckpt_path), self.config[subcommand], subcommand != "fit"
+            )
             if problem:
                 fail(f"--ckpt_path: {problem}")
 
     @staticmethod
-    def _checkpoint_mismatch(path: str, config: Namespace) -> str | None:
+    def _checkpoint_mismatch(path: str, config: Namespace, evaluating: bool) -> str | None:
         """:func:`mgan_lightning.validation.checkpoint_mismatch` for the configured model
         class and the configured data's sample shape (the data are instantiated alone,
-        which reads no file; if that fails the check is left to the normal path)."""
+        which reads no file; if that fails the check is left to the normal path); when
+        ``evaluating`` (test, validate, predict), data of other modes are refused too."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         model = config.get("model")
         model_class = model.get("class_path") if isinstance(model, Namespace) else None
-        data_shape, data_name = None, None
+        data_shape, data_name, fingerprint = None, None, None
         data = config.get("data")
         if isinstance(data, Namespace) and data.get("class_path"):
             try:
@@ -200,14 +227,61 @@ class MGANCLI(LightningCLI):
                 datamodule = import_object(data.class_path)(**kwargs)
                 data_shape = getattr(datamodule, "sample_shape", None)
                 data_name = type(datamodule).__name__
+                fingerprint = getattr(datamodule, "fingerprint", lambda: None)()
             except Exception:
                 pass
-        return checkpoint_mismatch(checkpoint, path, model_class, data_shape, data_name)
+        problem = checkpoint_mismatch(checkpoint, path, model_class, data_shape, data_name)
+        trained = checkpoint.get("mgan_data")
+        if problem is None and evaluating and isinstance(trained, dict) and fingerprint:
+            difference = fingerprint_mismatch(trained, fingerprint)
+            if difference:
+                problem = (
+                    f"{path} was trained on other data than the config's: {difference}; "
+                    f"use the data it was trained on (or --ckpt_path alone: its own config)"
+                )
+        return problem
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning replaces the model's configuration by the checkpoint's hyperparameters,
+        dropping every ``--model.*`` given at resume; here the configuration given now wins
+        (:mod:`mgan_lightning.cli_resume`): fields that shape the networks must match the
+        checkpoint (refused otherwise, naming both values) and, at ``fit``, the fields that
+        changed are listed in one line."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        ckpt_path = config.get("ckpt_path") if config else None
+        if not ckpt_path or not Path(str(ckpt_path)).is_file():
+            return
+        checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)
+        saved = checkpoint.get("hyper_parameters") or {}
+        model = config.get("model")
+        if not isinstance(model, Namespace) or not isinstance(model.get("init_args"), Namespace):
+            return
+        from jsonargparse._util import import_object
+
+        method = import_object(model.class_path)
+        fixed = tuple(getattr(method, "fixed_hparams", ()))
+        refused, changed = compare_hparams(saved, model.init_args.as_dict(), fixed)
+        if refused:
+            self._refuse(
+                f"--ckpt_path: {ckpt_path} was trained with model.{refused[0]} given now; "
+                f"it cannot change under a checkpoint (give the value it was trained with)"
+            )
+        if subcommand == "fit":  # the folder holds this run's own checkpoints
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        if changed and subcommand == "fit":
+            step = plain(checkpoint.get("state_dict", {}).get("generator_step"))
+            at = f" at generator step {int(step)}" if step is not None else ""
+            print(
+                f"mgan fit: resuming{at} with changed model arguments: {'; '.join(changed)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _refuse(self, message: str) -> NoReturn:
         """End the command with ``mgan <subcommand>: error: <message>`` and status 2."""
         parsers = getattr(self, "_subcommand_parsers", {})
-        subcommand = getattr(self, "subcommand", None)
+        subcommand = getattr(self, "subcommand", None) or self.config.get("subcommand")
         parser = parsers.get(subcommand) if subcommand else None
         if isinstance(self.parser, MGANArgumentParser):
             self.parser.refuse(message, parser)
@@ -259,18 +333,131 @@ class MGANCLI(LightningCLI):
                 raise
             self._refuse(f"--ckpt_path: {ckpt_path} does not fit the model: {summary}")
 
-    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
-        """Add the generator-step progress bar unless the config turns bars off
-        (``trainer.enable_progress_bar: false``) or brings its own."""
+    def before_instantiate_classes(self) -> None:
+        """Check the Trainer's settings (one line each, nothing built yet) and put the
+        length on the generator-step clock: ``trainer.max_steps`` counts generator steps
+        here, as everything else a user reads does; the model gets it as
+        ``max_generator_steps`` (the smaller of the two when both are given)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        trainer = config.get("trainer")
+        if not isinstance(trainer, Namespace):
+            return
+        for problem in (
+            accelerator_problem(trainer.get("accelerator")),
+            devices_problem(trainer.get("accelerator"), trainer.get("devices")),
+            unwritable_folder(config),
+        ):
+            if problem:
+                self._refuse(problem)
+        if subcommand == "fit" and self._is_gan_method(config):
+            self._length_in_generator_steps(config)
+
+    @staticmethod
+    def _is_gan_method(config: Namespace) -> bool:
+        model = config.get("model")
+        if not isinstance(model, Namespace) or not model.get("class_path"):
+            return False
+        from jsonargparse._util import import_object
+
+        try:
+            return issubclass(import_object(model.class_path), GANMethod)
+        except Exception:
+            return False
+
+    def _length_in_generator_steps(self, config: Namespace) -> None:
+        max_steps = config.trainer.get("max_steps")
+        init_args = config.model.get("init_args")
+        steps = init_args.get("max_generator_steps") if isinstance(init_args, Namespace) else None
+        if steps is not None and steps < 1:
+            self._refuse(f"model.init_args.max_generator_steps must be >= 1, got {steps}")
+        if max_steps in (None, -1):
+            return
+        if max_steps < 1:
+            self._refuse(
+                f"trainer.max_steps must be >= 1 (it counts generator steps), got {max_steps}; "
+                f"or set the length with --model.init_args.max_generator_steps=N"
+            )
+        init_args.max_generator_steps = max_steps if steps is None else min(steps, max_steps)
+        config.trainer.max_steps = -1
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with what a run needs when its config does not say: the
+        generator-step progress bar, generator-step checkpoints, a CSV logger and, where the
+        data know their modes, the mode-coverage evaluation. Every checkpoint keeps the
+        run's configuration (:class:`SaveAndLogConfig`)."""
+        subcommand = self.subcommand
+        config = self.config_init[subcommand]["trainer"] if subcommand else {}
         listed = config.get("callbacks") or []
-        listed = listed if isinstance(listed, list) else [listed]
-        has_bar = any(isinstance(c, ProgressBar) for c in [*listed, *callbacks])
-        if config.get("enable_progress_bar") is not False and not has_bar:
-            callbacks = [*callbacks, GeneratorStepProgressBar()]
-        if self.subcommand == "predict":  # the callback that writes the samples
+        callbacks = list(listed) if isinstance(listed, list) else [listed]
+        if config.get("enable_progress_bar") is not False and not _has(callbacks, ProgressBar):
+            callbacks.append(GeneratorStepProgressBar())
+        root = config.get("default_root_dir") or self._default_root()
+        kwargs.setdefault("default_root_dir", root)
+        if config.get("logger") is None:
+            kwargs.setdefault("logger", CSVLogger(save_dir=root, name="logs"))
+        if isinstance(self.model, GANMethod):
+            callbacks += self._default_callbacks(config, callbacks, root)
+        if subcommand == "predict":  # the callback that writes the samples
             self.predict_options = predict_options(self.config["predict"])
-            callbacks = [*callbacks, sample_writer(self.predict_options)]
-        return super()._instantiate_trainer(config, callbacks)
+            callbacks.append(sample_writer(self.predict_options))
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def _default_root(self) -> str:
+        """``runs/<method>`` when the config names no folder."""
+        return str(Path("runs") / type(self.model).__name__.lower())
+
+    def _default_callbacks(self, config: dict, callbacks: list, root: str) -> list:
+        """Generator-step checkpoints and, for data with known modes, mode coverage, each
+        four times a run (and at its end), unless the config brings its own."""
+        model = self.model
+        assert isinstance(model, GANMethod)
+        every = max((model.max_generator_steps or 0) // 4, 0)
+        added: list = []
+        if config.get("enable_checkpointing") is not False and not _has(callbacks, ModelCheckpoint):
+            added.append(
+                GeneratorStepCheckpoint(
+                    dirpath=str(Path(root) / "checkpoints"),
+                    save_last=True,
+                    every_n_generator_steps=every,
+                )
+            )
+        known_modes = getattr(self.datamodule, "modes", None) is not None
+        if known_modes and not _has(callbacks, SampleEvaluation):
+            added.append(ModeCoverageEvaluation(every_n_steps=every, num_samples=2500))
+        return added
+
+    def fit(self, model: LightningModule, **kwargs: Any) -> None:
+        """``mgan fit``; ends with one line in generator steps (Lightning's own stop line
+        counts optimizer steps, D and G together)."""
+        self.trainer.fit(model, **kwargs)
+        if isinstance(model, GANMethod) and self.trainer.is_global_zero:
+            planned = model.planned_generator_steps()
+            of = f" of {planned}" if planned else ""
+            print(
+                f"mgan fit: stopped at generator step {model.generator_steps_done}{of}; "
+                f"checkpoints in {self._checkpoint_folder()}",
+                flush=True,
+            )
+
+    def _checkpoint_folder(self) -> str:
+        callback = self.trainer.checkpoint_callback
+        folder = getattr(callback, "dirpath", None)
+        return str(folder) if folder else "(none)"
+
+    def test(self, model: LightningModule, verbose: bool = True, **kwargs: Any) -> None:
+        """``mgan test``: Lightning's test, its results as a table of 4 significant figures."""
+        results = self.trainer.test(model, verbose=False, **kwargs)
+        if verbose and self.trainer.is_global_zero:
+            print(console.results_table(results, "test metric"), flush=True)
+
+    def validate(self, model: LightningModule, verbose: bool = True, **kwargs: Any) -> None:
+        """``mgan validate``: as :meth:`test`, logged under ``val/``."""
+        results = self.trainer.validate(model, verbose=False, **kwargs)
+        if verbose and self.trainer.is_global_zero:
+            print(console.results_table(results, "validation metric"), flush=True)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         """Lightning's parser of ``subcommand``; ``predict`` gets its own flags
@@ -298,6 +485,39 @@ class MGANCLI(LightningCLI):
         )
 
 
+def _has(callbacks: list, kind: type) -> bool:
+    return any(isinstance(c, kind) for c in callbacks)
+
+
+def _registered(package: str, base: type) -> list[str]:
+    from importlib import import_module
+
+    module = import_module(package)
+    names = getattr(module, "__all__", dir(module))
+    return sorted(
+        n for n in names
+        if isinstance(getattr(module, n, None), type) and issubclass(getattr(module, n), base)
+        and getattr(module, n) is not base
+    )  # fmt: skip
+
+
+def description() -> str:
+    """``mgan --help``'s text: the methods, the DataModules and the shipped config folders."""
+    methods = ", ".join(_registered("mgan_lightning.methods", GANMethod))
+    data = ", ".join(_registered("mgan_lightning.data", GANDataModule))
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    folders = sorted(p.name for p in configs.iterdir() if p.is_dir()) if configs.is_dir() else []
+    where = ", ".join(folders) if folders else "configs/ in the repository"
+    return (
+        f"Multi-generator and mode-covering GANs (mgan-lightning {__version__}). "
+        f"Methods (--model): {methods}. DataModules (--data): {data}. "
+        f"Config folders (--config configs/<folder>/<method>.yaml): {where}. "
+        f"Arguments of one class: mgan fit --model.help MGAN. "
+        f"Lengths, cadences and step counts are generator steps. "
+        f"mgan --verbose <subcommand> ... keeps Lightning's tips and warnings."
+    )
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
     """Parse ``args`` (default: ``sys.argv``) and, if ``run``, execute the subcommand.
 
@@ -312,7 +532,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
         subclass_mode_data=True,
         save_config_callback=SaveAndLogConfig,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"parser_mode": "omegaconf+"},
+        parser_kwargs={"parser_mode": "omegaconf+", "description": description()},
+        trainer_defaults={"max_epochs": -1},
         parser_class=MGANArgumentParser,
         seed_everything_default=0,
         args=args,
@@ -322,7 +543,22 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
 
 
 def main() -> None:
-    """Entry point of the ``mgan`` console script."""
+    """Entry point of the ``mgan`` console script: ``mgan --version``; ``mgan --verbose
+    <subcommand> ...`` (or ``MGAN_VERBOSE=1``) keeps Lightning's tips and warnings;
+    ``mgan test|validate|predict --ckpt_path X`` alone uses the configuration X holds."""
+    args = sys.argv[1:]
+    if args[:1] == ["--version"]:
+        print(f"mgan-lightning {__version__}")
+        return
+    verbose = args[:1] == ["--verbose"] or bool(os.environ.get("MGAN_VERBOSE"))
+    args = [a for i, a in enumerate(args) if not (i == 0 and a == "--verbose")]
+    if not verbose:
+        console.quiet()
+    args, problem = with_stored_config(args)
+    if problem:
+        print(f"mgan {args[0]}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv[1:] = args  # LightningCLI reads sys.argv (and warns when given both)
     build_cli()
 
 

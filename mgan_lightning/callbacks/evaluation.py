@@ -64,8 +64,9 @@ class SampleEvaluation(Callback):
     and score them.
 
     Sampling runs in eval mode, in batches of ``batch_size``, from this callback's own
-    generator seeded with ``(seed, rank)``: every evaluation sees the same latent draws
-    (curves are less noisy) and the training stream is never touched, so turning an
+    generator seeded with ``(seed, stage, rank)``: every evaluation of a fit sees the same
+    latent draws (curves are less noisy), ``mgan test`` / ``mgan validate`` each draw a
+    stream of their own, and the training stream is never touched, so turning an
     evaluation on or off does not change what is trained. Subclasses implement
     :meth:`score` (called on every process; it must reduce across processes itself, e.g.
     through torchmetrics) and :meth:`summary`.
@@ -135,7 +136,11 @@ class SampleEvaluation(Callback):
         mode, batch-norm statistics and the global RNG are as they were afterwards."""
         device = pl_module.device
         self._generator = torch.Generator(device=device)
-        self._generator.manual_seed(derive_seed(self.seed, "evaluation", trainer.global_rank))
+        # fit's evaluations share one stream; mgan test and validate each draw their own.
+        stream = {TrainerFn.TESTING: "test", TrainerFn.VALIDATING: "validation"}.get(
+            trainer.state.fn, "evaluation"
+        )
+        self._generator.manual_seed(derive_seed(self.seed, stream, trainer.global_rank))
         # The fork also shields the global RNG from code that ignores the generator.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             try:

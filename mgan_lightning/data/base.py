@@ -3,6 +3,7 @@ the data."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -106,6 +107,19 @@ class GANDataModule(LightningDataModule):
     @property
     def num_channels(self) -> int:
         return self.sample_shape[0] if len(self.sample_shape) == 3 else 0
+
+    def fingerprint(self) -> dict:
+        """What a model trained on these data depends on (plain values, kept in its
+        checkpoints): the DataModule, the sample shape and, for mixtures, the modes. A
+        checkpoint is tested or sampled only against data with the same fingerprint
+        (:func:`fingerprint_mismatch`); seeds and sizes may differ."""
+        known = self.modes is not None
+        return {
+            "name": type(self).__name__,
+            "sample_shape": list(self.sample_shape),
+            "modes": self.modes.tolist() if known else None,  # type: ignore[union-attr]
+            "mode_std": self.mode_std if known else None,
+        }
 
     def _dataset(self, train: bool) -> Dataset:
         dataset = self.train_set if train else self.test_set
@@ -229,3 +243,32 @@ class GANDataModule(LightningDataModule):
         builds its own loader from ``--num_samples`` and ``--seed`` and needs no data."""
         n = self.predict_samples or len(self._dataset(train=False))  # type: ignore[arg-type]
         return sample_slot_loader(n, seed=run_seed(default=self.seed), batch_size=self.batch_size)
+
+
+def fingerprint_mismatch(trained: dict, configured: dict) -> str | None:
+    """How the data a checkpoint was trained on (``trained``) differ from the configured data
+    (``configured``), in words; ``None`` if they are the same as far as a model can tell."""
+    if trained.get("sample_shape") != configured.get("sample_shape"):
+        return (
+            f"samples of shape {tuple(trained.get('sample_shape') or ())} "
+            f"({trained.get('name')}) against {tuple(configured.get('sample_shape') or ())} "
+            f"({configured.get('name')})"
+        )
+    a, b = trained.get("modes"), configured.get("modes")
+    if (a is None) != (b is None) or (a is not None and not _same_modes(a, b)):
+        return f"{_modes_text(trained)} against {_modes_text(configured)}"
+    if a is not None and not math.isclose(trained["mode_std"], configured["mode_std"]):
+        return f"modes of std {trained['mode_std']:g} against std {configured['mode_std']:g}"
+    return None
+
+
+def _same_modes(a: list, b: list) -> bool:
+    return len(a) == len(b) and torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-6)
+
+
+def _modes_text(fingerprint: dict) -> str:
+    modes = fingerprint.get("modes")
+    if modes is None:
+        return f"{fingerprint.get('name')} (no known modes)"
+    first = ", ".join(f"{x:.3g}" for x in modes[0])
+    return f"{fingerprint.get('name')} with {len(modes)} modes (first at ({first}))"

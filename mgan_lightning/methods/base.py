@@ -37,10 +37,13 @@ from mgan_lightning.divergence import (
     OnDivergence,
 )
 from mgan_lightning.latent import LatentPrior, NormalPrior
+from mgan_lightning.lightning_private import set_max_steps
+from mgan_lightning.methods.resume import ConfiguredOptimization, match_ema_to_model
 from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.ema import averaged_copy, update_average
 from mgan_lightning.nets.mlp import MLP
 from mgan_lightning.rng import derive_seed, run_seed, seeded_generator
+from mgan_lightning.schedules import StepOrFraction, resolve_step
 
 
 def default_adam(params) -> torch.optim.Optimizer:
@@ -113,7 +116,8 @@ class GANMethod(LightningModule):
             :class:`mgan_lightning.schedules.LinearDecay`), stepped once per generator step.
         ema_decay: keep an exponential moving average of the generators with this decay
             (e.g. 0.999); ``sample()``, evaluation and ``mgan predict`` then use it.
-        ema_start: generator steps before averaging starts (the average copies until then).
+        ema_start: generator steps before averaging starts (the average copies until then);
+            a ``float`` in ``[0, 1]`` is a fraction of the run (``0.5``: half-way).
         independent_generators: K generators that share no layer
             (:class:`mgan_lightning.nets.IndependentGenerators`) instead of MGAN's shared body.
         max_weight_norm: stop when the norm of all the generators' (or all the critic's)
@@ -129,6 +133,16 @@ class GANMethod(LightningModule):
     """
 
     generator_step: torch.Tensor
+    # Arguments that shape the networks: a checkpoint is resumed, tested or sampled only
+    # with the values it was trained with (the CLI refuses others, naming both).
+    fixed_hparams: tuple[str, ...] = (
+        "sample_shape",
+        "num_generators",
+        "latent_dim",
+        "architecture",
+        "prior",
+        "independent_generators",
+    )
 
     def __init__(
         self,
@@ -147,7 +161,7 @@ class GANMethod(LightningModule):
         scheduler_g: LRSchedulerCallable | None = None,
         scheduler_d: LRSchedulerCallable | None = None,
         ema_decay: float | None = None,
-        ema_start: int = 0,
+        ema_start: StepOrFraction = 0,
         independent_generators: bool = False,
         max_weight_norm: float | None = DEFAULT_MAX_WEIGHT_NORM,
         max_sample_ratio: float | None = DEFAULT_MAX_SAMPLE_RATIO,
@@ -164,8 +178,7 @@ class GANMethod(LightningModule):
                 raise ValueError(f"model.{name} must be >= 1, got {value}")
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must be in [0, 1) or null, got {ema_decay}")
-        if ema_start < 0:
-            raise ValueError(f"model.ema_start must be >= 0, got {ema_start}")
+        resolve_step(ema_start, 1, "model.ema_start")  # an int >= 0 or a fraction
         if fake_per_generator is not None and fake_per_generator < 1:
             raise ValueError(f"model.fake_per_generator must be >= 1, got {fake_per_generator}")
         if not sample_shape or min(sample_shape) < 1:
@@ -267,7 +280,26 @@ class GANMethod(LightningModule):
             )
             if make is not None
         ]
+        for config in schedulers:
+            if hasattr(config["scheduler"], "set_run_length"):  # fractions of the run
+                config["scheduler"].set_run_length(self.schedule_length())
+        # What the configuration asks for; a resumed run re-applies it over the checkpoint's.
+        self._configured = ConfiguredOptimization.record(optimizers, schedulers)
         return optimizers, schedulers
+
+    def on_train_start(self) -> None:
+        """After a checkpoint was restored: the optimizer and schedule arguments given now
+        apply from this step on (Lightning restores the checkpoint's), the moments of Adam
+        and the schedule's step count are kept, and the run stops at the length asked now."""
+        configured = getattr(self, "_configured", None)
+        if configured is not None and self.generator_steps_done > 0:
+            configured.reapply(self.schedule_length())
+        planned = self.planned_generator_steps()
+        if self.max_generator_steps is not None and planned is not None:
+            # The optimizer steps left, counted with today's n_critic (it may have changed).
+            remaining = max(self.max_generator_steps - self.generator_steps_done, 0)
+            steps = self.global_step + remaining * self.optimizer_steps_per_generator_step
+            set_max_steps(self.trainer, min(steps, self.trainer.max_steps))
 
     # ------------------------------------------------------------- the clock
     @property
@@ -296,7 +328,7 @@ class GANMethod(LightningModule):
             steps = self.max_generator_steps * self.optimizer_steps_per_generator_step
             if trainer.max_steps != -1:
                 steps = min(steps, trainer.max_steps)
-            trainer.fit_loop.epoch_loop.max_steps = steps
+            set_max_steps(trainer, steps)
             if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
                 trainer.fit_loop.max_epochs = -1
 
@@ -366,9 +398,13 @@ class GANMethod(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         self.divergence_guard.check_before_save(self)  # a diverged state is never saved
         checkpoint["mgan_run_seed"] = self.run_seed
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if hasattr(datamodule, "fingerprint"):  # what the data were: checked at test/predict
+            checkpoint["mgan_data"] = datamodule.fingerprint()  # type: ignore[union-attr]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.divergence_guard.error = None  # a good state replaces a diverged one
+        match_ema_to_model(checkpoint.get("state_dict"), self.generators_ema is not None)
         if checkpoint.get("mgan_run_seed") is not None:
             self.run_seed = int(checkpoint["mgan_run_seed"])
         saved_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
@@ -468,7 +504,14 @@ class GANMethod(LightningModule):
         """The EMA decay of this generator step: 0 (the average copies) until ``ema_start``
         steps of :meth:`ema_clock` are done, ``ema_decay`` after."""
         assert self.ema_decay is not None
-        return self.ema_decay if self.ema_clock() > self.ema_start else 0.0
+        start = resolve_step(self.ema_start, self.schedule_length(), "model.ema_start")
+        return self.ema_decay if self.ema_clock() > start else 0.0
+
+    def schedule_length(self) -> int | None:
+        """The length that fractions of the run (``ema_start: 0.5``, a schedule's
+        ``start: 0.5``) refer to: the planned generator steps (a method with rounds may
+        answer the length of a round)."""
+        return self.planned_generator_steps()
 
     def ema_clock(self) -> int:
         """The steps ``ema_start`` counts: generator steps done (a method that restarts its

@@ -65,6 +65,8 @@ class MGAN(GAN):
     :class:`GANMethod`'s, passed through ``**kwargs``.
     """
 
+    fixed_hparams = (*GAN.fixed_hparams, "diversity")  # the classifier head's width
+
     def __init__(
         self,
         num_generators: int = 4,

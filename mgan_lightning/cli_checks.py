@@ -1,0 +1,92 @@
+"""Trainer settings checked before anything is built, each refused with one line that says
+what to fix: Lightning would otherwise raise a 35-line traceback, or silently do something
+else than asked (3 gloo processes on a 2-core machine)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Keys of a run's configuration that name folders the run writes into.
+OUTPUT_KEYS = ("default_root_dir", "dirpath", "save_dir")
+
+
+def accelerator_problem(accelerator: Any) -> str | None:
+    """Why ``trainer.accelerator`` cannot run here (``None``: it can, or it is an object)."""
+    if not isinstance(accelerator, str):
+        return None
+    name = accelerator.lower()
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        found = "MPS (Apple)" if _mps() else "none"
+        return (
+            f"trainer.accelerator={accelerator}: this machine has no CUDA GPU (found: {found}); "
+            f"use --trainer.accelerator=auto (or cpu)"
+        )
+    if name == "mps" and not _mps():
+        return "trainer.accelerator=mps: no Apple GPU here; use --trainer.accelerator=auto"
+    if name == "tpu":
+        from lightning.pytorch.accelerators import XLAAccelerator
+
+        if not XLAAccelerator.is_available():
+            return "trainer.accelerator=tpu: no TPU here; use --trainer.accelerator=auto"
+    return None
+
+
+def _mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def devices_problem(accelerator: Any, devices: Any, num_nodes: Any = 1) -> str | None:
+    """Why ``trainer.devices`` is refused: more CPU processes than this machine has cores
+    (each would get a fraction of a core and its own batch: slower, and another run)."""
+    on_cpu = accelerator == "cpu" or (
+        accelerator in (None, "auto") and not torch.cuda.is_available() and not _mps()
+    )
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        return None  # "auto", a list of ids: Lightning decides
+    if count == 0 or count < -1:
+        return f"trainer.devices must be >= 1 (or -1/auto), got {devices}"
+    cores = os.cpu_count() or 1
+    if on_cpu and count > cores:
+        return (
+            f"trainer.devices={count} would start {count} training processes on this "
+            f"machine's {cores} CPU cores (each with its own batch); use --trainer.devices="
+            f"{min(cores, 2) if cores > 1 else 1} or fewer"
+        )
+    return None
+
+
+def unwritable_folder(config: Any) -> str | None:
+    """The first output folder in ``config`` (``default_root_dir``, a checkpoint's
+    ``dirpath``, a logger's ``save_dir``) that cannot be created or written, in words."""
+    for key, value in _strings(config):
+        if key not in OUTPUT_KEYS or not value or "://" in value:
+            continue
+        folder = Path(value).expanduser()
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is None:
+            continue
+        if not existing.is_dir():
+            return f"{key}: cannot create {folder}: {existing} is a file; choose another folder"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{key}: cannot write to {existing} (permission denied); choose another folder"
+    return None
+
+
+def _strings(config: Any, key: str = ""):
+    """``(key, value)`` of every string in a nested config (dicts, lists, Namespaces)."""
+    if hasattr(config, "as_dict"):
+        config = config.as_dict()
+    if isinstance(config, dict):
+        for k, v in config.items():
+            yield from _strings(v, str(k))
+    elif isinstance(config, (list, tuple)):
+        for v in config:
+            yield from _strings(v, key)
+    elif isinstance(config, (str, os.PathLike)):
+        yield key, str(config)
