@@ -119,6 +119,8 @@ class MGANArgumentParser(LightningArgumentParser):
         parser = getattr(ex, "subcommand_parser", None) or self
         options = self._option_actions()
         short = distil_parse_error(message, options, self._unknown_given(options))
+        if "required" in short and ".model" in short:
+            short += "; give --config FILE, or --ckpt_path X alone to use the run X was saved by"
         self.refuse(short, parser)
 
     def refuse(self, message: str, parser: ArgumentParser | None = None) -> NoReturn:

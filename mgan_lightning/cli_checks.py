@@ -5,6 +5,7 @@ else than asked (3 gloo processes on a 2-core machine)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +64,25 @@ def devices_problem(accelerator: Any, devices: Any, num_nodes: Any = 1) -> str |
 
 def unwritable_folder(config: Any) -> str | None:
     """The first output folder in ``config`` (``default_root_dir``, a checkpoint's
-    ``dirpath``, a logger's ``save_dir``) that cannot be created or written, in words."""
-    for key, value in _strings(config):
-        if key not in OUTPUT_KEYS or not value or "://" in value:
-            continue
+    ``dirpath``, a logger's ``save_dir``) that cannot be created or written, in words. The
+    nearest existing folder is tried with a temporary file (permission bits do not tell for
+    root, or on a read-only or virtual file system)."""
+    found = [(k, v) for k, v in _strings(config) if k in OUTPUT_KEYS and v and "://" not in v]
+    found.sort(key=lambda item: OUTPUT_KEYS.index(item[0]))
+    for key, value in found:
         folder = Path(value).expanduser()
         existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if existing is None:
             continue
         if not existing.is_dir():
             return f"{key}: cannot create {folder}: {existing} is a file; choose another folder"
-        if not os.access(existing, os.W_OK | os.X_OK):
-            return f"{key}: cannot write to {existing} (permission denied); choose another folder"
+        try:
+            handle, probe = tempfile.mkstemp(dir=existing, prefix=".mgan_write_probe_")
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            return f"{key}: cannot write to {existing} ({reason}); choose another folder"
+        os.close(handle)
+        os.unlink(probe)
     return None
 
 

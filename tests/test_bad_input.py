@@ -20,12 +20,12 @@ from mgan_lightning.validation import (
     distil_parse_error,
     load_error_summary,
 )
+from tests.mnist_data import MNIST_DIR, needs_mnist
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 SHORT = ["--model.init_args.max_generator_steps=2", "--trainer.enable_progress_bar=false"]
 
 
@@ -330,9 +330,7 @@ def _copy_mnist(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.skipif(
-    not MNIST_DIR.is_dir(), reason=f"real MNIST test split not found at {MNIST_DIR}"
-)
+@needs_mnist
 def test_truncated_data_file_is_named(capsys, tmp_path: Path) -> None:
     folder = _copy_mnist(tmp_path)
     images = folder / "t10k-images-idx3-ubyte.gz"
@@ -343,9 +341,7 @@ def test_truncated_data_file_is_named(capsys, tmp_path: Path) -> None:
     assert len(message.splitlines()) == 1
 
 
-@pytest.mark.skipif(
-    not MNIST_DIR.is_dir(), reason=f"real MNIST test split not found at {MNIST_DIR}"
-)
+@needs_mnist
 def test_unreadable_data_file_is_named(capsys, tmp_path: Path, monkeypatch) -> None:
     folder = _copy_mnist(tmp_path)
     labels = folder / "t10k-labels-idx1-ubyte.gz"

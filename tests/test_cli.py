@@ -64,7 +64,8 @@ def run(tmp_path_factory) -> dict:
     fast.write_text(FAST_CALLBACKS)
     root = tmp / "run"
     args = ["--config", RING, "--config", str(fast), f"--trainer.default_root_dir={root}"]
-    cli = run_cli(["fit", *args, f"--trainer.max_steps={STEPS}"], cwd=tmp)
+    # trainer.max_steps counts generator steps on the command line: STEPS optimizer steps
+    cli = run_cli(["fit", *args, f"--trainer.max_steps={STEPS // 2}"], cwd=tmp)
     return {"tmp": tmp, "root": root, "args": args, "cli": cli}
 
 
@@ -172,11 +173,13 @@ def test_second_fit_into_the_same_directory(run, tmp_path: Path) -> None:
     old = (root / "logs" / "version_0" / "config.yaml").read_text()
     args = [*run["args"][:-1], f"--trainer.default_root_dir={root}"]
     version = "--trainer.logger.init_args.version=0"
-    cli = run_cli(["fit", *args, "--trainer.max_steps=4", version], cwd=tmp_path)
-    assert cli.trainer.global_step == 4
-    new = (root / "logs" / "version_0" / "config.yaml").read_text()
-    assert new != old
-    assert yaml.safe_load(new)["trainer"]["max_steps"] == 4
+    cli = run_cli(["fit", *args, "--trainer.max_steps=2", version], cwd=tmp_path)
+    assert cli.trainer.global_step == 4  # 2 generator steps, each one D and one G step
+    new = yaml.safe_load((root / "logs" / "version_0" / "config.yaml").read_text())
+    assert new != yaml.safe_load(old)
+    # the length is saved where the model reads it, in generator steps
+    assert new["model"]["init_args"]["max_generator_steps"] == 2
+    assert new["trainer"]["max_steps"] == -1
 
 
 @pytest.mark.parametrize(
@@ -278,7 +281,7 @@ def test_console_script_fit(tmp_path: Path) -> None:
         pytest.skip("mgan console script not installed")
     root = tmp_path / "run"
     proc = subprocess.run(
-        [str(exe), "fit", "--config", RING, "--trainer.max_steps=4",
+        [str(exe), "fit", "--config", RING, "--trainer.max_steps=2",
          f"--trainer.default_root_dir={root}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

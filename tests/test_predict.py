@@ -14,6 +14,7 @@ from PIL import Image
 
 from mgan_lightning.callbacks.sample_writer import merge_parts
 from mgan_lightning.methods import GAN
+from tests.mnist_data import HAS_MNIST, MNIST_DIR, SKIP_REASON
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -72,7 +73,6 @@ data:
     batch_size: 16
 """
 K_IMAGES = 3
-MNIST_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"  # the t10k split
 
 
 def load(folder: Path) -> dict:
@@ -229,11 +229,11 @@ def test_fit_has_no_predict_flags(ring, capsys) -> None:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> dict:
     """A tiny 3-generator DCGAN on MNIST (2 steps), and 20 samples of it."""
-    if not (MNIST_ROOT / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"the MNIST test split is not in {MNIST_ROOT}")
+    if not HAS_MNIST:
+        pytest.skip(SKIP_REASON)
     tmp = tmp_path_factory.mktemp("predict_images")
     config = tmp / "images.yaml"
-    config.write_text(IMAGES.format(root=tmp / "run", mnist=MNIST_ROOT))
+    config.write_text(IMAGES.format(root=tmp / "run", mnist=MNIST_DIR))
     run_cli(["fit", "--config", str(config)], cwd=tmp)
     ckpt = tmp / "run" / "checkpoints" / "last.ckpt"
     args = ["predict", "--config", str(config), f"--ckpt_path={ckpt}"]

@@ -109,9 +109,11 @@ class GANMethod(LightningModule):
             (:mod:`mgan_lightning.divergence`): a loss that is not finite
             (:class:`NonFiniteLossError`, before its update), weights and samples that blow
             up (below). ``False`` turns every such check off.
-        max_generator_steps: training length in generator steps (sets the Trainer's
-            ``max_steps`` to ``max_generator_steps * (n_critic + 1)`` optimizer steps; a smaller
-            ``trainer.max_steps`` still stops training first).
+        max_generator_steps: training length in generator steps (default 10,000; sets the
+            Trainer's limit to ``max_generator_steps * (n_critic + 1)`` optimizer steps; in
+            Python a smaller ``Trainer(max_steps=...)``, which counts optimizer steps, still
+            stops training first; on the command line ``--trainer.max_steps`` counts
+            generator steps and is passed here). ``None``: the Trainer alone decides.
         scheduler_g / scheduler_d: learning-rate schedulers (e.g.
             :class:`mgan_lightning.schedules.LinearDecay`), stepped once per generator step.
         ema_decay: keep an exponential moving average of the generators with this decay
@@ -157,7 +159,7 @@ class GANMethod(LightningModule):
         optimizer_g: OptimizerCallable = default_adam,
         optimizer_d: OptimizerCallable = default_adam,
         detect_nan: bool = True,
-        max_generator_steps: int | None = None,
+        max_generator_steps: int | None = 10_000,
         scheduler_g: LRSchedulerCallable | None = None,
         scheduler_d: LRSchedulerCallable | None = None,
         ema_decay: float | None = None,

@@ -11,6 +11,7 @@ import torch
 from mgan_lightning.callbacks import FidelityEvaluation, StackedMNISTEvaluation
 from mgan_lightning.classifiers.digit import DigitClassifier
 from mgan_lightning.cli import build_cli
+from tests.mnist_data import needs_mnist
 
 
 @pytest.fixture
@@ -63,12 +64,7 @@ def test_bad_rules():
 
 
 ROOT = Path(__file__).resolve().parents[2]
-MNIST_DIR = ROOT / ".." / "shared" / "data" / "mnist"
 CONFIG = "configs/stacked_mnist/gan.yaml"
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"real MNIST test split not found at {MNIST_DIR}",
-)
 
 
 def stacked_cli(tmp_path, *extra: str):

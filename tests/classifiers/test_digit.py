@@ -15,13 +15,9 @@ from mgan_lightning.classifiers.digit import (
 )
 from mgan_lightning.cli import build_cli
 from mgan_lightning.data.mnist import MNIST, load_mnist_split, to_unit_range
+from tests.mnist_data import MNIST_DIR, needs_mnist
 
 ROOT = Path(__file__).resolve().parents[2]
-MNIST_DIR = ROOT / ".." / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"real MNIST test split not found at {MNIST_DIR}",
-)
 
 
 def test_logits_for_any_size_and_jitter_keeps_the_background():

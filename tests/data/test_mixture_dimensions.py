@@ -310,7 +310,7 @@ def test_cli_fits_a_3d_mixture_given_on_the_command_line(tmp_path) -> None:
         "--data.init_args.batch_size=64",
         "--model.init_args.architecture.init_args.g_hidden=16",
         "--model.init_args.architecture.init_args.d_hidden=16",
-        "--trainer.max_steps=40",
+        "--trainer.max_steps=20",  # generator steps
         f"--trainer.default_root_dir={tmp_path / 'run'}",
     ]
     old = Path.cwd()

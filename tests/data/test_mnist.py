@@ -1,8 +1,6 @@
-"""MNIST and Stacked MNIST on the real MNIST test split kept in ``shared/data/mnist``."""
+"""MNIST and Stacked MNIST on the real MNIST test split (folder: ``MGAN_MNIST_ROOT``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,12 +13,9 @@ from mgan_lightning.data.mnist import (
     stacked_mode_ids,
     to_unit_range,
 )
+from tests.mnist_data import MNIST_DIR, needs_mnist
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
-pytestmark = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"real MNIST test split not found at {MNIST_DIR}",
-)
+pytestmark = needs_mnist
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ correct data; these tests measure the drawn data instead:
 - GaussianMixture2D (ring, grid, custom means/std/weights): mode frequencies against the
   weights (chi-square), per-mode mean, std and isotropy, train and test being two draws of
   one distribution (chi-square homogeneity, two-sample KS) that share no point;
-- MNIST on the real t10k split in ``shared/data/mnist``: range, shape, label balance, the
+- MNIST on the real t10k split (folder: ``MGAN_MNIST_ROOT``): range, shape, label balance, the
   ``holdout`` cut and ``image_size``;
 - StackedMNIST: channel images and mode ids against the MNIST labels, mode frequencies
   against the product of the digit frequencies, seeding;
@@ -33,13 +33,9 @@ from scipy import stats
 
 from mgan_lightning.data import MNIST, GaussianMixture2D, ImageFolder, StackedMNIST
 from mgan_lightning.data.mnist import load_mnist_split, to_unit_range
+from tests.mnist_data import MNIST_DIR, needs_mnist
 
 P_MIN = 1e-3  # smallest accepted p-value of a goodness-of-fit test
-MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(
-    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-    reason=f"real MNIST test split not found at {MNIST_DIR}",
-)
 
 # ---------------------------------------------------------------- Gaussian mixtures
 

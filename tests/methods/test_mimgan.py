@@ -246,7 +246,7 @@ def test_ring_config_trains_through_the_cli(tmp_path):
             "fit",
             "--config",
             str(ROOT / "configs/ring/mimgan.yaml"),
-            "--trainer.max_steps=200",
+            "--trainer.max_steps=100",  # generator steps
             f"--trainer.default_root_dir={tmp_path}",
             "--data.init_args.num_train=5000",
             "--model.init_args.mi_estimator=mgan_lightning.losses.mutual_information",
