@@ -11,7 +11,12 @@ memory, ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, is the case's own):
   ``--samples`` fake images and ``compute()`` in float64;
 - ``fid_inception`` (``--inception``): the same with torch-fidelity's InceptionV3 on
   ``--inception-samples`` images, extrapolated to 10,000; the network runs with random
-  weights written to a temporary file (the speed does not depend on the values).
+  weights written to a temporary file (the speed does not depend on the values);
+- ``prdc``: ``PRDC`` (k = 5, 10 generators' indices) on ``--prdc-points`` real and as many
+  fake points of ``--prdc-features`` features (Inception's 2,048 by default; both sets
+  standard normal, so density is near 1 and coverage near 1 - 2^-5): ``update`` of both
+  sets and ``compute()``. Its cost grows with N^2 d, so it is reported per size, not per
+  10,000.
 
 Times are seconds per 10,000 samples (wall clock, after a warm-up batch); memory is the RSS
 after imports, data loading and warm-up, and the peak RSS of the timed section (Linux:
@@ -24,8 +29,10 @@ sampling floor for 26,000 draws from a uniform 1,000-way histogram is about
 which the classifier never saw in training.
 
     OMP_NUM_THREADS=1 python benchmarks/metric_cost.py                # + --inception
+    OMP_NUM_THREADS=1 python benchmarks/metric_cost.py --prdc-only    # PRDC alone
 
-Writes ``benchmarks/results/metric_cost.json`` and ``.md``.
+Writes ``benchmarks/results/metric_cost.json`` and ``.md``; ``--prdc-only`` measures PRDC
+alone and replaces just its section of the existing JSON (with its own command and load).
 """
 
 from __future__ import annotations
@@ -186,6 +193,32 @@ def case_fid_inception(n: int) -> dict:
     return {"feature_dim": 2048, "weights": "random (speed only)", **result}
 
 
+def case_prdc(n: int, features: int = 2048) -> dict:
+    from mgan_lightning.metrics import PRDC, prdc
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(n, features, generator=g)
+    fake = torch.randn(n, features, generator=g)  # the same distribution: density near 1
+    index = torch.randint(0, 10, (n,), generator=g)
+    prdc(real[:64], fake[:64], 5)  # warm-up
+    metric = PRDC(nearest_k=5)
+    base = reset_peak()
+    start = time.perf_counter()
+    metric.update(real, real=True)
+    metric.update(fake, real=False, generator_index=index)
+    out = metric.compute()
+    seconds = time.perf_counter() - start
+    return {
+        "points": n,
+        "features": features,
+        "seconds": seconds,
+        "rss_before_mb": base,
+        "peak_rss_mb": rss_mb(),
+        "rss_increase_mb": rss_mb() - base,
+        **{k: float(out[k]) for k in ("precision", "recall", "density", "coverage")},
+    }
+
+
 def real_data_check() -> dict:
     from mgan_lightning.classifiers import load_digit_classifier
     from mgan_lightning.data.mnist import (
@@ -228,16 +261,18 @@ CASES = {
     "stacked_mnist": case_stacked_mnist,
     "fid_custom": case_fid_custom,
     "fid_inception": case_fid_inception,
+    "prdc": case_prdc,
 }
 
 
-def run_case(name: str, n: int, threads: int) -> dict:
+def run_case(name: str, n: int, threads: int, *extra: int) -> dict:
     """Run one case in a fresh interpreter, for a clean peak-memory figure."""
+    args = ", ".join(str(a) for a in (n, *extra))
     code = (
         "import json, sys, torch; sys.path.insert(0, {bench!r}); "
         "torch.set_num_threads({threads}); import metric_cost as m; "
-        "print('RESULT' + json.dumps(m.CASES[{name!r}]({n})))"
-    ).format(bench=str(ROOT / "benchmarks"), threads=threads, name=name, n=n)
+        "print('RESULT' + json.dumps(m.CASES[{name!r}]({args})))"
+    ).format(bench=str(ROOT / "benchmarks"), threads=threads, name=name, args=args)
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
@@ -304,7 +339,48 @@ def markdown(report: dict) -> str:
         f"(triple accuracy {100 * acc:.2f}%).",
         "",
     ]
+    if "prdc" in report:
+        lines += prdc_markdown(report["prdc"])
     return "\n".join(lines)
+
+
+def prdc_markdown(section: dict) -> list[str]:
+    rows = section["rows"]
+    lines = [
+        "## PRDC cost (precision, recall, density, coverage)",
+        "",
+        f"Measured by `{section['command']}`: {section['threads']} thread(s), load average at "
+        f"start {section['load_average']}.",
+        "",
+        "| real = fake points | features | seconds | RSS before (MB) | peak RSS (MB) | "
+        "increase (MB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['points']:,} | {r['features']:,} | {r['seconds']:.1f} | "
+            f"{r['rss_before_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_increase_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "`PRDC(nearest_k=5)` with a generator index per fake (10 generators): both sets "
+        "stored (float64), k-NN radii of each set and one pass over the real-fake distances, "
+        "in float64 blocks of at most 2^23 entries (64 MiB), so memory grows with N d, not "
+        "N^2; time grows with N^2 d (the matrix products of the real-fake distances and of half "
+        "of each set's own, symmetric, distances). Both sets are "
+        "standard normal (the cost does not depend on the values); their scores, a sanity "
+        "check, are in the JSON (density near 1, coverage near 1 - 2^-5 = 0.97).",
+        "",
+    ]
+    return lines
+
+
+def measure_prdc(points: list[int], features: int, threads: int) -> dict:
+    rows = []
+    for n in points:
+        rows.append(run_case("prdc", n, threads, features))
+        print("prdc", json.dumps(rows[-1]), flush=True)
+    return {"rows": rows}
 
 
 def main() -> None:
@@ -313,9 +389,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--inception", action="store_true", help="also time Inception FID")
     parser.add_argument("--inception-samples", type=int, default=64)
+    parser.add_argument("--prdc-points", type=int, nargs="+", default=[1000, 5000, 10_000])
+    parser.add_argument("--prdc-features", type=int, default=2048)
+    parser.add_argument(
+        "--prdc-only", action="store_true", help="measure PRDC alone; keep the other sections"
+    )
     args = parser.parse_args()
     load = [round(x, 2) for x in os.getloadavg()]
     torch.set_num_threads(args.threads)
+    command = "OMP_NUM_THREADS=1 python " + shlex.join(["benchmarks/metric_cost.py", *sys.argv[1:]])
+    prdc_section = {
+        "command": command,
+        "threads": args.threads,
+        "load_average": load,
+        **measure_prdc(args.prdc_points, args.prdc_features, args.threads),
+    }
+    if args.prdc_only:
+        report = json.loads((RESULTS / "metric_cost.json").read_text())
+        report["prdc"] = prdc_section
+        write(report)
+        return
     cases = {"stacked_mnist": args.samples, "fid_custom": args.samples}
     if args.inception:
         cases["fid_inception"] = args.inception_samples
@@ -326,15 +419,19 @@ def main() -> None:
     real = real_data_check()
     print("real data", json.dumps(real), flush=True)
     report = {
-        "command": "OMP_NUM_THREADS=1 python "
-        + shlex.join(["benchmarks/metric_cost.py", *sys.argv[1:]]),
+        "command": command,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
         "threads": args.threads,
         "load_average": load,
         "cost": cost,
         "real_data": real,
+        "prdc": prdc_section,
     }
+    write(report)
+
+
+def write(report: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "metric_cost.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "metric_cost.md").write_text(markdown(report))

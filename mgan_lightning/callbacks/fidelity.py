@@ -1,8 +1,9 @@
-"""IS / FID / KID every N generator steps, at the end of fit and at ``mgan test``."""
+"""IS / FID / KID (and PRDC) every N generator steps, at the end of fit and at ``mgan test``."""
 
 from __future__ import annotations
 
 from collections.abc import Sized
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -11,16 +12,18 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
-from mgan_lightning.callbacks.evaluation import SampleEvaluation
+from mgan_lightning.callbacks.evaluation import SampleEvaluation, generator_step
+from mgan_lightning.callbacks.image_logging import log_image
 from mgan_lightning.data.base import TensorBatchDataset
 from mgan_lightning.metrics.fidelity import FidelityMetrics, InceptionWeightsNotFoundError
 
 
-def real_dataset(trainer: Trainer, split: str) -> Dataset:
-    """The DataModule's ``train_set`` / ``test_set``, set up if it is not yet."""
+def real_dataset(trainer: Trainer, split: str, user: str = "FidelityEvaluation") -> Dataset:
+    """The DataModule's ``train_set`` / ``test_set``, set up if it is not yet (``user``: the
+    callback named in the error when there is no DataModule)."""
     data = getattr(trainer, "datamodule", None)
     if data is None:
-        raise ValueError("FidelityEvaluation needs a DataModule for the real images")
+        raise ValueError(f"{user} needs a DataModule for the real samples")
     dataset = getattr(data, f"{split}_set", None)
     if dataset is None:
         data.setup("fit" if split == "train" else "test")
@@ -42,8 +45,9 @@ def real_batches(dataset: Dataset, indices: torch.Tensor, batch_size: int):
 
 
 class FidelityEvaluation(SampleEvaluation):
-    """Inception score, FID and KID of ``num_samples`` generated images against ``num_real``
-    real images of the DataModule's ``real_split``.
+    """Inception score, FID, KID and, when asked, precision / recall / density / coverage
+    (PRDC) of ``num_samples`` generated images against ``num_real`` real images of the
+    DataModule's ``real_split``.
 
     The metric modules belong to this callback (never to the LightningModule), so they stay
     out of checkpoints. Real features are computed once, at the first evaluation, with each
@@ -51,7 +55,12 @@ class FidelityEvaluation(SampleEvaluation):
     (``reset_real_features=False``); generated images are split across processes the same
     way, and ``compute`` runs on every process. Features reach the metrics in float64 and
     autocast is off while they are extracted. Logged as ``fidelity/fid``,
-    ``fidelity/kid_mean``, ``fidelity/kid_std``, ``fidelity/is_mean``, ``fidelity/is_std``.
+    ``fidelity/kid_mean``, ``fidelity/kid_std``, ``fidelity/is_mean``, ``fidelity/is_std``;
+    with ``prdc``: ``fidelity/precision``, ``fidelity/recall``, ``fidelity/density``,
+    ``fidelity/coverage``, each generator's ``fidelity/{precision,density,coverage}_g<i>``
+    and the shares of real balls reached by one, several and no generator
+    (``fidelity/covered_by_one``, ``_several``, ``_none``), in the same feature space as
+    FID (Inception's pool, or ``feature``; see :mod:`mgan_lightning.metrics.prdc`).
 
     Inception weights come from ``inception_weights``, the ``MGAN_INCEPTION_WEIGHTS``
     environment variable or torch hub's cache (see :mod:`mgan_lightning.metrics.fidelity`);
@@ -63,13 +72,18 @@ class FidelityEvaluation(SampleEvaluation):
         num_samples: generated images per evaluation (50,000 in most papers).
         num_real: real images for the reference statistics.
         real_split: ``"train"`` or ``"test"``: the DataModule's data set to take them from.
-        fid / kid / inception_score: which metrics to compute.
-        feature / logits: custom extractors (``nn.Module``; FID/KID features, IS logits)
-            instead of Inception; they receive [-1, 1] float images.
+        fid / kid / inception_score / prdc: which metrics to compute.
+        feature / logits: custom extractors (``nn.Module``; FID/KID/PRDC features, IS
+            logits) instead of Inception; they receive [-1, 1] float images (e.g.
+            :class:`~mgan_lightning.metrics.DigitFeatures` for digits).
         inception_weights / download / antialias / inception_dtype: see
             :class:`~mgan_lightning.metrics.fidelity.InceptionV3Features`.
         kid_subsets / kid_subset_size / is_splits: KID / IS settings (the subset size is
             capped at ``num_samples`` and ``num_real``).
+        prdc_nearest_k: k of PRDC's k-NN radii.
+        prdc_plot: with ``prdc`` and several generators, also log a bar chart of each
+            generator's coverage and precision (``fidelity/prdc_per_generator``; PNG under
+            the log dir, and to TensorBoard / W&B; needs matplotlib).
         required: fail when the Inception weights are missing (else warn and skip).
         batch_size / seed: see :class:`SampleEvaluation`.
     """
@@ -94,6 +108,9 @@ class FidelityEvaluation(SampleEvaluation):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         is_splits: int = 10,
+        prdc: bool = False,
+        prdc_nearest_k: int = 5,
+        prdc_plot: bool = False,
         required: bool = True,
         batch_size: int = 250,
         seed: int = 1234,
@@ -118,7 +135,11 @@ class FidelityEvaluation(SampleEvaluation):
             kid_subsets=kid_subsets,
             kid_subset_size=kid_subset_size,
             is_splits=is_splits,
+            prdc=prdc,
+            prdc_nearest_k=prdc_nearest_k,
         )
+        self.prdc_plot = prdc_plot
+        self.last_plot: Path | None = None
         self.required = required
         self.metrics: FidelityMetrics | None = None
         self.disabled = False
@@ -131,6 +152,8 @@ class FidelityEvaluation(SampleEvaluation):
         options = dict(self.options)
         cap = min(self.num_samples, self.num_real)
         options["kid_subset_size"] = min(options["kid_subset_size"], cap)
+        if options["prdc"]:
+            options["num_generators"] = getattr(pl_module, "num_generators", None)
         try:
             self.metrics = FidelityMetrics(probe_shape=shape, **options)
         except InceptionWeightsNotFoundError as err:
@@ -160,11 +183,27 @@ class FidelityEvaluation(SampleEvaluation):
         if metrics.real_count == 0:
             self._add_real(trainer, pl_module.device)
         metrics.reset()
-        for samples in self.generated(trainer, pl_module):
-            metrics.update(samples, real=False)
+        for samples, index in self.generated_with_index(trainer, pl_module):
+            metrics.update(samples, real=False, generator_index=index)
         result = {k: float(v) for k, v in metrics.compute().items()}
+        if self.prdc_plot and metrics.prdc is not None:
+            self._plot_prdc(trainer, pl_module, metrics)
         metrics.reset()
         return result
+
+    def _plot_prdc(
+        self, trainer: Trainer, pl_module: LightningModule, metrics: FidelityMetrics
+    ) -> None:
+        """Rank 0 logs the per-generator bars (cached ``compute()``: nothing is recomputed)."""
+        assert metrics.prdc is not None
+        scores = metrics.prdc.compute()
+        if trainer.global_rank != 0 or len(scores.get("coverage_per_generator", ())) < 2:
+            return
+        from mgan_lightning.metrics.prdc_plot import plot_per_generator
+
+        step = generator_step(trainer, pl_module)
+        image = plot_per_generator(scores, f"generator step {step}")
+        self.last_plot = log_image(trainer, "fidelity/prdc_per_generator", image, step)
 
     def summary(self, result: dict[str, float], step: int) -> str:
         if not result:
@@ -178,10 +217,22 @@ class FidelityEvaluation(SampleEvaluation):
             parts.append(f"FID {result['fid']:.3f}")
         if "kid_mean" in result:
             parts.append(f"KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}")
-        return (
+        if "precision" in result:
+            parts.append(
+                "precision {precision:.3f}, recall {recall:.3f}, density {density:.3f}, "
+                "coverage {coverage:.3f}".format(**result)
+            )
+        if "covered_by_one" in result:
+            parts.append(
+                "real balls reached by one generator {:.1f}%, several {:.1f}%, none {:.1f}%".format(
+                    *(100 * result[f"covered_by_{n}"] for n in ("one", "several", "none"))
+                )
+            )
+        text = (
             f"Fidelity at generator step {step} ({self.num_samples} samples vs "
             f"{self.num_real} real {self.real_split} images, {extractor}): " + ", ".join(parts)
         )
+        return text + (f"\nPer-generator PRDC: {self.last_plot}" if self.last_plot else "")
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.disabled:

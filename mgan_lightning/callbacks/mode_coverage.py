@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from mgan_lightning.callbacks.evaluation import SampleEvaluation, generator_step
+from mgan_lightning.callbacks.fidelity import real_batches, real_dataset
 from mgan_lightning.callbacks.image_logging import log_image
 from mgan_lightning.callbacks.scatter import render_scatter
 from mgan_lightning.metrics.mode_coverage import ModeCoverage, kl_text
+from mgan_lightning.metrics.prdc import PRDC, flat_scores
 
 
 class ModeCoverageEvaluation(SampleEvaluation):
@@ -25,12 +29,23 @@ class ModeCoverageEvaluation(SampleEvaluation):
     The modes come from the DataModule (``modes``, ``mode_std``, ``mode_weights``). Logged as
     ``coverage/<name>`` during fit and ``val/<name>`` / ``test/<name>`` outside it.
 
+    With ``prdc``, also precision, recall, density and coverage
+    (:mod:`mgan_lightning.metrics.prdc`) on the raw coordinates, against ``num_samples``
+    points of the DataModule's test split (a fixed random subset, split across processes
+    like the samples): ``prdc/precision``, ``prdc/recall``, ``prdc/density``,
+    ``prdc/coverage``, each generator's ``prdc/{precision,density,coverage}_g<i>`` and the
+    shares of real balls reached by one, several and no generator
+    (``prdc/covered_by_one``, ``_several``, ``_none``); ``val/prdc/...`` / ``test/prdc/...``
+    outside fit. Off by default, so the PacGAN protocol's figures are what they were.
+
     Args:
         every_n_steps: generator steps between evaluations during fit (0: only at the end).
         num_samples: generated samples per evaluation (PacGAN protocol: 2,500).
         plot: write the scatter plot (PNG under the log dir, and to TensorBoard / W&B).
         batch_size: samples per ``sample()`` call.
         seed: seed of the evaluation's own random stream.
+        prdc: also compute PRDC on the raw coordinates.
+        prdc_nearest_k: k of PRDC's k-NN radii.
     """
 
     prefix = "coverage"
@@ -42,15 +57,24 @@ class ModeCoverageEvaluation(SampleEvaluation):
         plot: bool = True,
         batch_size: int = 10_000,
         seed: int = 1234,
+        prdc: bool = False,
+        prdc_nearest_k: int = 5,
     ) -> None:
         super().__init__(every_n_steps, num_samples, batch_size, seed)
+        if prdc_nearest_k < 1:
+            raise ValueError(f"prdc_nearest_k must be >= 1, got {prdc_nearest_k}")
         self.plot = plot
+        self.prdc = prdc
+        self.prdc_nearest_k = prdc_nearest_k
         self.last_plot: Path | None = None
         self.num_modes = 0
+        self.num_real = 0  # real test points PRDC compared against, last time
         self._step = 0
 
     def key(self, name: str, stage: str | None = None) -> str:
-        return f"{stage}/{name}" if stage else f"{self.prefix}/{name}"
+        if stage:
+            return f"{stage}/{name}"
+        return name if name.startswith("prdc/") else f"{self.prefix}/{name}"
 
     def _metric(self, trainer: Trainer, device: torch.device) -> ModeCoverage:
         data = getattr(trainer, "datamodule", None)
@@ -71,6 +95,8 @@ class ModeCoverageEvaluation(SampleEvaluation):
         index = torch.cat([i for _, i in shares])
         metric.update(samples)
         result = {k: float(v) for k, v in metric.compute().items()}
+        if self.prdc:
+            result.update(self._prdc(trainer, pl_module, samples, index))
         step = generator_step(trainer, pl_module)
         if self.plot and trainer.global_rank == 0:
             title = (
@@ -83,6 +109,29 @@ class ModeCoverageEvaluation(SampleEvaluation):
         self.num_modes = len(metric.modes)
         return result
 
+    def _prdc(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        samples: torch.Tensor,
+        index: torch.Tensor,
+    ) -> dict[str, float]:
+        """PRDC of this process's samples against its share of the real test points; the
+        metric gathers both from every process."""
+        dataset = real_dataset(trainer, "test", type(self).__name__)
+        size = len(cast(Sized, dataset))
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
+        self.num_real = min(self.num_samples, size)
+        mine = order[: self.num_real][trainer.global_rank :: trainer.world_size]
+        metric = PRDC(
+            self.prdc_nearest_k, num_generators=getattr(pl_module, "num_generators", None)
+        )
+        metric = metric.to(pl_module.device)
+        for real in real_batches(dataset, mine, self.batch_size):
+            metric.update(real.to(pl_module.device), real=True)
+        metric.update(samples, real=False, generator_index=index)
+        return {f"prdc/{k}": v for k, v in flat_scores(metric.compute()).items()}
+
     def summary(self, result: dict[str, float], step: int) -> str:
         text = (
             f"Mode coverage at generator step {step} ({self.num_samples} samples): "
@@ -90,4 +139,13 @@ class ModeCoverageEvaluation(SampleEvaluation):
             f"high-quality samples {100 * result['high_quality']:.1f}%, "
             f"reverse KL {kl_text(result['reverse_kl'], 4)}"
         )
+        if "prdc/precision" in result:
+            scores = ", ".join(
+                f"{name} {result[f'prdc/{name}']:.3f}"
+                for name in ("precision", "recall", "density", "coverage")
+            )
+            text += (
+                f"\nPRDC (k={self.prdc_nearest_k}, raw coordinates, vs {self.num_real} real "
+                f"test points): {scores}"
+            )
         return text + (f"\nScatter plot: {self.last_plot}" if self.last_plot else "")

@@ -1,5 +1,6 @@
-"""Inception score, FID and KID on torchmetrics, with torch-fidelity's InceptionV3 read from a
-local weights file, or any ``nn.Module`` as the feature extractor.
+"""Inception score, FID and KID on torchmetrics (and precision / recall / density / coverage,
+:mod:`mgan_lightning.metrics.prdc`), with torch-fidelity's InceptionV3 read from a local
+weights file, or any ``nn.Module`` as the feature extractor.
 
 Images are what a ``tanh`` generator makes: float ``(N, C, H, W)`` in [-1, 1]. Inception
 gets them as uint8 RGB (0..255, grey images repeated to 3 channels), resized to 299 x 299
@@ -37,6 +38,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from mgan_lightning.metrics.prdc import PRDC, flat_scores
 from mgan_lightning.validation import InputError, WeightsMismatchError, load_error_summary
 
 INCEPTION_WEIGHTS_URL = (
@@ -316,21 +318,29 @@ def build_inception_score(
 
 
 class FidelityMetrics(nn.Module):
-    """IS, FID and KID of generated images against real ones, sharing one Inception pass.
+    """IS, FID, KID and PRDC of generated images against real ones, sharing one Inception
+    pass.
 
-    ``update(images, real)`` takes [-1, 1] images; real features persist across
-    :meth:`reset` (``reset_real_features=False``), so the real set is processed once.
-    :meth:`compute` returns float64 scalars: ``fid``, ``kid_mean``, ``kid_std``, ``is_mean``,
-    ``is_std`` (those enabled). Under DDP, call ``update`` with each process's share and
-    ``compute`` on every process: torchmetrics sums / gathers the states.
+    ``update(images, real, generator_index=None)`` takes [-1, 1] images (and, for generated
+    ones, the generator of each, used by PRDC's per-generator results); real features
+    persist across :meth:`reset` (``reset_real_features=False``), so the real set is
+    processed once. :meth:`compute` returns float64 scalars: ``fid``, ``kid_mean``,
+    ``kid_std``, ``is_mean``, ``is_std``, ``precision``, ``recall``, ``density``,
+    ``coverage`` (those enabled; with generator indices also PRDC's per-generator values as
+    ``<name>_g<i>`` and the ``covered_by_one/several/none`` shares, see
+    :func:`~mgan_lightning.metrics.prdc.flat_scores`). Under DDP, call ``update`` with each
+    process's share and ``compute`` on every process: torchmetrics sums / gathers the states.
 
     Args:
-        fid / kid / inception_score: which metrics to compute.
-        feature: ``nn.Module`` for FID/KID features instead of Inception's 2048-d pool.
+        fid / kid / inception_score / prdc: which metrics to compute (PRDC off by default: it
+            keeps every real and generated feature and compares all pairs).
+        feature: ``nn.Module`` for FID/KID/PRDC features instead of Inception's 2048-d pool.
         logits: ``nn.Module`` returning class logits for IS instead of Inception's.
         inception_weights, antialias, download, inception_dtype: see
             :class:`InceptionV3Features` (used only when Inception is needed).
         kid_subsets / kid_subset_size / is_splits: torchmetrics' KID / IS settings.
+        prdc_nearest_k: k of PRDC's k-NN radii (5, as Naeem et al.).
+        num_generators: G of PRDC's per-generator results (default: largest index + 1).
         probe_shape: image shape used to find a custom extractor's output size.
     """
 
@@ -348,12 +358,17 @@ class FidelityMetrics(nn.Module):
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         is_splits: int = 10,
+        prdc: bool = False,
+        prdc_nearest_k: int = 5,
+        num_generators: int | None = None,
         probe_shape: Sequence[int] = (3, 32, 32),
     ) -> None:
         super().__init__()
-        if not (fid or kid or inception_score):
-            raise ValueError("FidelityMetrics needs at least one of fid, kid, inception_score")
-        need_pool = (fid or kid) and feature is None
+        if not (fid or kid or inception_score or prdc):
+            raise ValueError(
+                "FidelityMetrics needs at least one of fid, kid, inception_score, prdc"
+            )
+        need_pool = (fid or kid or prdc) and feature is None
         need_logits = inception_score and logits is None
         self.inception: InceptionV3Features | None = None
         if need_pool or need_logits:
@@ -389,6 +404,11 @@ class FidelityMetrics(nn.Module):
             if inception_score
             else None
         )
+        self.prdc = (
+            PRDC(prdc_nearest_k, num_generators=num_generators, reset_real_features=False)
+            if prdc
+            else None
+        )
         self.real_count = 0  # real images this process has added
 
     @property
@@ -396,10 +416,12 @@ class FidelityMetrics(nn.Module):
         return self.inception is not None
 
     @torch.no_grad()
-    def update(self, images: torch.Tensor, real: bool) -> None:
+    def update(
+        self, images: torch.Tensor, real: bool, generator_index: torch.Tensor | None = None
+    ) -> None:
         with torch.autocast(images.device.type, enabled=False):
             images = images.float()
-            wants_pool = self.fid is not None or self.kid is not None
+            wants_pool = self.fid is not None or self.kid is not None or self.prdc is not None
             wants_logits = self.inception_score is not None and not real
             pool = logits = None
             if self.inception is not None and (
@@ -414,6 +436,10 @@ class FidelityMetrics(nn.Module):
                 if metric is not None:
                     assert pool is not None
                     metric.update(pool, real=real)
+            if self.prdc is not None:
+                assert pool is not None
+                index = None if real else generator_index
+                self.prdc.update(pool, real=real, generator_index=index)
             if wants_logits:
                 assert self.inception_score is not None and logits is not None
                 self.inception_score.update(logits)
@@ -428,10 +454,13 @@ class FidelityMetrics(nn.Module):
             out["kid_mean"], out["kid_std"] = (t.double() for t in self.kid.compute())
         if self.inception_score is not None:
             out["is_mean"], out["is_std"] = (t.double() for t in self.inception_score.compute())
+        if self.prdc is not None:
+            scores = flat_scores(self.prdc.compute())
+            out.update({k: torch.tensor(v, dtype=torch.float64) for k, v in scores.items()})
         return out
 
     def reset(self) -> None:
         """Forget the generated samples; real statistics are kept."""
-        for metric in (self.fid, self.kid, self.inception_score):
+        for metric in (self.fid, self.kid, self.inception_score, self.prdc):
             if metric is not None:
                 metric.reset()

@@ -1,6 +1,10 @@
-"""FidelityEvaluation: schedule, real statistics once, logging, test, kept out of checkpoints."""
+"""FidelityEvaluation: schedule, real statistics once, logging, test, kept out of checkpoints,
+PRDC beside FID/KID/IS."""
 
 from __future__ import annotations
+
+import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +96,40 @@ def test_optional_fidelity_is_skipped_with_a_warning(
         trainer.fit(gan_factory(), datamodule=data)
     assert callback.disabled and callback.last == {}
     assert not any(k.startswith("fidelity/") for k in trainer.callback_metrics)
+
+
+def test_prdc_is_logged_at_the_generator_step_with_per_generator_bars(
+    tmp_path, data, gan_factory, trainer_factory
+):
+    pytest.importorskip("matplotlib")
+    callback = custom_callback(prdc=True, prdc_nearest_k=3, prdc_plot=True)
+    model = gan_factory(k=3)
+    trainer = trainer_factory(tmp_path, [callback], generator_steps=4)
+    trainer.fit(model, datamodule=data)
+    last = callback.last
+    scores = {"precision", "recall", "density", "coverage"}
+    shares = {"covered_by_one", "covered_by_several", "covered_by_none"}
+    per_generator = {f"{n}_g{g}" for n in ("precision", "density", "coverage") for g in range(3)}
+    assert scores | shares | per_generator <= set(last)
+    assert "fid" in last and "is_mean" in last  # the other metrics are still there
+    assert all(0 <= last[n] <= 1 for n in scores - {"density"} | shares)
+    assert sum(last[n] for n in shares) == pytest.approx(1.0)
+    assert last["covered_by_none"] == pytest.approx(1 - last["coverage"])
+    assert trainer.callback_metrics["fidelity/coverage"] == pytest.approx(last["coverage"])
+
+    trainer.loggers[0].save()
+    with open(Path(trainer.loggers[0].log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = {int(r["step"]): float(r["fidelity/precision"]) for r in rows
+              if r.get("fidelity/precision")}  # fmt: skip
+    assert sorted(logged) == [2, 4]  # generator steps, as fid and the others
+    assert callback.last_plot is not None and callback.last_plot.is_file()
+    assert callback.last_plot.name == "fidelity_prdc_per_generator_step0000004.png"
+    assert "precision" in callback.summary(last, 4) and "one generator" in callback.summary(last, 4)
+
+    # the real features are kept (added once); the same evaluation again gives the same
+    assert callback.metrics is not None and callback.metrics.prdc is not None
+    assert sum(len(t) for t in callback.metrics.prdc.real_features) == 40
+    assert callback.evaluate(trainer, model) == pytest.approx(last)
+    results = trainer.test(model, datamodule=data, verbose=False)
+    assert results[0]["test/fidelity/coverage"] == pytest.approx(last["coverage"])
