@@ -36,22 +36,39 @@ def multiplicative_weights_update(
 
 
 class MWU(GAN):
-    """Multiplicative-weights mixture of T generators (Zhong et al. 2019), in one ``mgan fit``:
+    """Multiplicative-weights mixture of T generators (Zhong et al. 2019, Algorithm 1), in one
+    ``mgan fit``:
 
-        w_i = 1 for every training point
-        for t = 1..T (rounds of ``steps_per_round`` generator steps):
-            G_t, D_t fresh (new weights, new optimizer state)
-            each step: x ~ training points with probability w / sum(w) (with replacement)
-                       z ~ prior;  D: BCE(D(x), 1) + BCE(D(G_t(z)), 0);  G: BCE(D(G_t(z)), 1)
-            at the round's end: score every training point with D_t (eval mode, chunks,
-                       shared across processes) and double w_i where term_i < delta
-                       (:func:`multiplicative_weights_update`); G_t is frozen
+        w_i = 1 for every training point                              (DataModule weights)
+        for t = 1..T, each a round of ``steps_per_round`` generator steps:
+            G_t, D_t fresh: new weights, empty optimizer state         (:meth:`start_round`)
+            train the GAN (G_t, D_t) on x ~ w / sum(w), with replacement
+                D: BCE(D(x), 1) + BCE(D(G_t(z)), 0);  G: BCE(D(G_t(z)), 1)
+            c_i = D_t(x_i) for every training point            (:meth:`score_training_points`)
+            w_i <- 2 w_i where term_i < delta            (:func:`multiplicative_weights_update`)
+            G_t joins the mixture, frozen                          (:meth:`freeze_generator`)
         model: the uniform mixture of G_1..G_T
+
+    **The mixture keeps the G_t that D_t judged.** The update reads D_t as the discriminator
+    of the round's data against G_t (a_i estimates P_Gt / P_data_t), so the generator frozen
+    into the mixture is the raw G_t that D_t was trained against and scored, as in the paper
+    and the authors' code, which keep no moving average. With ``ema_decay`` the average is
+    not what joins the mixture: at the round's end its slot takes the raw weights, so it
+    only smooths what evaluation samples of the round in progress (a one-line warning says
+    so; it never enters training, so it changes no score and no weight). Freezing the
+    average instead would need D refitted against it before scoring (more D steps, an
+    optimizer of their own, a gradient sync outside the step under DDP), and an average of a
+    round is not a generator its D has seen: on the ring (seed 3, rounds of 5,000 steps) the
+    EMA of G_1 covered 1 mode with 0.2% high-quality samples while D_1, trained against the
+    raw G_1, doubled no point. Not cheap, so not offered as a switch.
 
     Training aids apply per round, as each round is a GAN of its own: a
     :class:`~mgan_lightning.schedules.LinearDecay` with ``period: steps_per_round`` restarts
-    the learning rates every round, and with ``ema_decay`` the moving average restarts too
-    (``ema_start`` counts steps into the round) and, at the round's end, becomes G_t itself.
+    the learning rates every round (ours; the authors train at a constant rate).
+
+    The authors' settings: 2-D scripts train every round for 20,000 iterations at a constant
+    rate without an average (helix 25 rounds, outliers 20, sine 10, their Gaussian-mixture
+    script 5); Stacked MNIST 50 rounds of 2,000 iterations.
 
     The generators share no layer (:class:`~mgan_lightning.nets.IndependentGenerators`, all
     T slots allocated up front); only the current one trains, and sampling or evaluation
@@ -70,7 +87,9 @@ class MWU(GAN):
         delta: threshold below which a point's weight doubles (paper: 0.25).
         score_batch_size: training points scored at once at a round's end.
         coverage_samples: samples of the new generator scored for mode coverage (0: off).
-        max_generator_steps: stop earlier than ``num_rounds * steps_per_round`` (the default).
+        max_generator_steps: the run's length, at most (and by default)
+            ``num_rounds * steps_per_round``; a run that stops inside a round (to be resumed,
+            or a smoke test) is warned about once, as its last generator is never scored.
 
     ``num_generators`` (= T) and ``independent_generators`` (true) follow from these; the
     other arguments (``latent_dim``, ``architecture``, optimizers, ...) are
@@ -106,8 +125,15 @@ class MWU(GAN):
             )
         if kwargs.pop("independent_generators", True) is not True:
             raise ValueError("MWU's generators are independent (independent_generators: true)")
+        total = num_rounds * steps_per_round
         if max_generator_steps is None:
-            max_generator_steps = num_rounds * steps_per_round
+            max_generator_steps = total
+        elif max_generator_steps > total:
+            raise ValueError(
+                f"model.max_generator_steps ({max_generator_steps}) is more than num_rounds x "
+                f"steps_per_round ({num_rounds} x {steps_per_round} = {total}) and MWU has no "
+                f"round after the last: raise model.num_rounds or model.steps_per_round"
+            )
         super().__init__(
             num_generators=num_rounds,
             independent_generators=True,
@@ -175,8 +201,33 @@ class MWU(GAN):
     # ------------------------------------------------------------------ data
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit":
-            self._datamodule().enable_example_weights()  # a checkpoint's replace them later
+        if stage != "fit":
+            return
+        self._datamodule().enable_example_weights()  # a checkpoint's replace them later
+        self.warn_about_settings()
+
+    def warn_about_settings(self) -> None:
+        """One line each: a run that stops inside a round; an average that the mixture does
+        not keep."""
+        stop = self.planned_generator_steps()
+        total = self.num_rounds * self.steps_per_round
+        if stop is not None and stop % self.steps_per_round:
+            rounds = stop // self.steps_per_round
+            whole = [r * self.steps_per_round for r in (rounds, rounds + 1) if r > 0]
+            choices = " or ".join(map(str, whole))
+            if total not in whole:
+                choices += f", or {total} for all {self.num_rounds} rounds"
+            rank_zero_warn(
+                f"MWU: the run stops at generator step {stop}, inside round {rounds + 1} of "
+                f"{self.num_rounds} ({self.num_rounds} x {self.steps_per_round} = {total} "
+                f"steps), so that round's generator is never scored: set "
+                f"model.max_generator_steps to a whole number of rounds ({choices})"
+            )
+        if self.ema_decay is not None:
+            rank_zero_warn(
+                "MWU keeps each round's raw G_t, the generator its D scored: model.ema_decay "
+                "only smooths evaluation samples of the round in progress (drop it to silence)"
+            )
 
     def _datamodule(self):
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -200,6 +251,20 @@ class MWU(GAN):
         super().end_generator_step()
         if self.generator_steps_done % self.steps_per_round == 0:
             self.finish_round()
+
+    def finish_round(self) -> None:
+        """The end of round t: score every point with D_t, reweight, freeze the G_t that D_t
+        scored, log; then start round t + 1."""
+        t = self.current_round
+        datamodule = self._datamodule()
+        weights, term = multiplicative_weights_update(
+            datamodule.enable_example_weights(), self.score_training_points(), self.delta
+        )
+        datamodule.example_weights = weights
+        self.freeze_generator(t)
+        self.log_round(t, weights, term)
+        if t + 1 < self.num_rounds:
+            self.start_round(t + 1)
 
     @torch.no_grad()
     def score_training_points(self) -> torch.Tensor:
@@ -226,28 +291,21 @@ class MWU(GAN):
             full[r::world] = gathered[r, :count].cpu()
         return full
 
-    def finish_round(self) -> None:
-        """Score, reweight, log; then freeze G_t and start round t + 1 with a fresh D."""
-        t = self.current_round
-        datamodule = self._datamodule()
-        weights = datamodule.enable_example_weights()
-        new_weights, term = multiplicative_weights_update(
-            weights, self.score_training_points(), self.delta
-        )
-        datamodule.example_weights = new_weights
+    def freeze_generator(self, t: int) -> None:
+        """G_t joins the mixture as D_t judged it: the raw slot t, which stops training when
+        the next round starts. A moving average's slot t takes the same weights, so sampling
+        and evaluation (which read the average) use it too."""
         if isinstance(self.generators_ema, IndependentGenerators):
-            # G_t is frozen as its average: what the mixture samples from now on
-            self.bank.copy_slot(t, self.generators_ema)
-        if self.ratio_sum.shape != term.shape:
-            self.ratio_sum = torch.zeros_like(term, device=self.ratio_sum.device)
-        self.ratio_sum += term.to(self.ratio_sum.device)
-        self.log_round(t, new_weights, term)
-        if t + 1 < self.num_rounds:
-            self.round_index += 1
-            self.bank.set_trainable([t + 1])
-            self.fresh_critic(t + 1)
-            for optimizer in self.trainer.optimizers:
-                optimizer.state.clear()  # fresh Adam moments for the new networks
+            self.generators_ema.copy_slot(t, self.bank)
+
+    def start_round(self, t: int) -> None:
+        """A new GAN: slot t trains alone, D re-drawn, both optimizers' state emptied (the
+        schedules and the average restart by their own clocks: ``period``, :meth:`ema_clock`)."""
+        self.round_index += 1
+        self.bank.set_trainable([t])
+        self.fresh_critic(t)
+        for optimizer in self.trainer.optimizers:
+            optimizer.state.clear()  # fresh Adam moments for the new networks
 
     def fresh_critic(self, t: int) -> None:
         """New weights for D, drawn from a seed of (run seed, round): resumes exactly."""
@@ -256,7 +314,11 @@ class MWU(GAN):
             fresh = self.architecture.critic(self.sample_shape, self.classifier_outputs())
         self.critic.load_state_dict(fresh.state_dict())
 
+    # --------------------------------------------------------------- logging
     def log_round(self, t: int, weights: torch.Tensor, term: torch.Tensor) -> None:
+        if self.ratio_sum.shape != term.shape:
+            self.ratio_sum = torch.zeros_like(term, device=self.ratio_sum.device)
+        self.ratio_sum += term.to(self.ratio_sum.device)
         share = weights / weights.sum()
         row = {
             "mwu/round": float(t + 1),

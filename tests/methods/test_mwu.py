@@ -1,8 +1,10 @@
 """The multiplicative-weights mixture: its update rule on hand-made D outputs, weighted draws
-that follow the weights (chi-square), the round life cycle (fresh D and optimizer state,
-frozen generators, the mixture's weights), and a short run in which reweighting sends the
-later rounds to the modes round 1 missed. Mid-round exact resume is checked in
-test_exact_resume.py, and the weights on 2 DDP processes in test_ddp_fit.py."""
+that follow the weights (chi-square), a round's scoring against a fixed generator that
+covers half the modes, the round life cycle (what a round resets and what it freezes, and
+that the frozen generator is the one its D scored), the run's length in rounds, and a short
+run in which reweighting sends the later rounds to the modes round 1 missed. Mid-round
+exact resume is checked in test_exact_resume.py, and the weights on 2 DDP processes in
+test_ddp_fit.py."""
 
 from __future__ import annotations
 
@@ -11,13 +13,26 @@ import math
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from torch import nn
 
 from mgan_lightning.data import GaussianMixture2D
 from mgan_lightning.methods import MWU
 from mgan_lightning.methods.mwu import multiplicative_weights_update
 from mgan_lightning.metrics.mode_coverage import ModeCoverage, assign_modes
 from mgan_lightning.nets import MLP
+from mgan_lightning.nets.independent import IndependentGenerators
+from mgan_lightning.rng import derive_seed
 from mgan_lightning.schedules import LinearDecay
+
+
+def points_of(data: GaussianMixture2D) -> torch.Tensor:
+    """The training points, in order."""
+    return data.examples(torch.arange(data.num_train_examples()))
+
+
+def modes_of(data: GaussianMixture2D) -> tuple[torch.Tensor, float]:
+    assert data.modes is not None and data.mode_std is not None
+    return data.modes, data.mode_std
 
 
 def test_update_rule_on_hand_made_scores() -> None:
@@ -57,7 +72,7 @@ def test_weighted_draws_follow_the_weights() -> None:
     data = GaussianMixture2D(preset="ring", num_train=10, num_test=1, batch_size=2)
     data.setup("fit")
     data.example_weights = torch.arange(1, 11, dtype=torch.float64)
-    rows = data.train_set.tensors[0]
+    rows = points_of(data)
     drawn = data.draw_weighted(20_000, torch.Generator().manual_seed(0))
     index = (drawn[:, None, :] == rows[None, :, :]).all(-1).float().argmax(1)
     observed = torch.bincount(index, minlength=10).double()
@@ -75,7 +90,8 @@ class WeightsAfterRound(Callback):
     """The data weights right after round ``after`` ends."""
 
     def __init__(self, after: int) -> None:
-        self.after, self.weights = after, None
+        self.after = after
+        self.weights: torch.Tensor | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.generator_steps_done == self.after * pl_module.steps_per_round:
@@ -119,7 +135,7 @@ def test_later_rounds_cover_what_round_one_missed() -> None:
     model, data = train_mwu(1, 3, 500, [after_round_one])
     round_one_modes = model.round_history[0]["mwu/new_generator_modes"]
 
-    mixture = ModeCoverage(data.modes, data.mode_std)
+    mixture = ModeCoverage(*modes_of(data))
     mixture.update(model.sample(3000, generator=torch.Generator().manual_seed(0))[0])
     assert float(mixture.compute()["modes"]) > round_one_modes
 
@@ -127,18 +143,79 @@ def test_later_rounds_cover_what_round_one_missed() -> None:
     z = model.prior.sample(2000, model.latent_dim, torch.Generator().manual_seed(1))
     with torch.no_grad():
         g1 = model.bank.eval().forward_one(0, z)
-    nearest, good = assign_modes(g1, data.modes, data.mode_std, 3.0)
+    nearest, good = assign_modes(g1, *modes_of(data), 3.0)
     made = torch.bincount(nearest[good], minlength=4) > 0.05 * len(g1)
-    point_mode, _ = assign_modes(data.train_set.tensors[0], data.modes, data.mode_std, 3.0)
+    point_mode, _ = assign_modes(points_of(data), *modes_of(data), 3.0)
     w = after_round_one.weights
+    assert w is not None
     assert made.any() and not made.all()
     assert w[~made[point_mode]].mean() > 1.5 * w[made[point_mode]].mean()
 
 
-def test_round_life_cycle(tmp_path) -> None:
-    """After each round: the next slot trains alone, D was re-drawn, the optimizers start
-    from empty state, the finished generators no longer move, the mixture is uniform over
-    the rounds so far."""
+def quiet_trainer(**kwargs) -> Trainer:
+    return Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, **kwargs,
+    )  # fmt: skip
+
+
+# ------------------------------------------------- a round's scoring, by hand
+class FirstHalfOfTheModes(nn.Module):
+    """A fixed generator: ``z -> mean_k + std * z[1:3]`` with ``k = floor(4 Phi(z_0))``, so
+    each of the first four means gets a quarter of the samples, spread like the data. Its one
+    parameter (a unit scale) is never trained."""
+
+    means: torch.Tensor
+
+    def __init__(self, means: torch.Tensor, std: float) -> None:
+        super().__init__()
+        self.register_buffer("means", means.float())
+        self.std = std
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        k = (torch.special.ndtr(z[:, 0]) * len(self.means)).long().clamp(max=len(self.means) - 1)
+        one_hot = nn.functional.one_hot(k, len(self.means)).to(z.dtype)
+        return self.scale * (one_hot @ self.means + self.std * z[:, 1:3])
+
+
+class HalfRing(MLP):
+    """The MLP critic, and generators that make modes 0..3 of the ring only."""
+
+    def independent_generators(self, num_generators, latent_dim, sample_shape):
+        means, std = GaussianMixture2D(preset="ring").modes[:4], 0.01
+        return IndependentGenerators(lambda: FirstHalfOfTheModes(means, std), num_generators)
+
+
+def test_a_round_doubles_the_points_of_the_modes_its_generator_misses() -> None:
+    """G covers modes 0..3 of the 8-mode ring; D trains against it for one round (G's
+    learning rate 0). D_t's optimum is 1/3 on the covered modes (data 1/8, G 1/4: term_i = 2)
+    and 1 on the missed ones (term_i = 0), so after the round's scoring every point of
+    modes 4..7 has doubled and no point of modes 0..3 has."""
+    seed_everything(0, verbose=False)
+    model = MWU(
+        sample_shape=(2,), num_rounds=1, steps_per_round=150, latent_dim=3,
+        architecture=HalfRing(d_hidden=32), coverage_samples=400,
+        optimizer_g=lambda p: torch.optim.SGD(p, lr=0.0),
+        optimizer_d=lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.5, 0.999)),
+    )  # fmt: skip
+    data = GaussianMixture2D(preset="ring", num_train=800, batch_size=64, seed=0)
+    quiet_trainer().fit(model, datamodule=data)
+
+    mode, _ = assign_modes(points_of(data), *modes_of(data), 3.0)
+    weights = data.example_weights
+    assert weights is not None
+    per_mode = {k: sorted(set(weights[mode == k].tolist())) for k in range(8)}
+    assert per_mode == {k: [1.0] if k < 4 else [2.0] for k in range(8)}
+    row = model.round_history[0]
+    assert row["mwu/new_generator_modes"] == 4  # the generator scored is the one kept
+    assert row["mwu/doubled_share"] == pytest.approx(float((mode >= 4).double().mean()))
+
+
+# ------------------------------------------------------------ the round life cycle
+def test_the_mixture_after_the_rounds() -> None:
+    """After each round: the next slot trains alone; at the end the mixture is uniform over
+    the rounds and samples every generator."""
     model, data = train_mwu(0, 3, 4)
     assert model.current_round == 2 and len(model.round_history) == 3
     assert model.bank.trainable.tolist() == [False, False, True]
@@ -148,19 +225,150 @@ def test_round_life_cycle(tmp_path) -> None:
     assert data.example_weights is not None and len(data.example_weights) == 2000
 
 
-def test_only_the_current_generator_moves(tmp_path) -> None:
+def test_only_the_current_generator_moves() -> None:
     seed_everything(0, verbose=False)
     model = MWU(sample_shape=(2,), num_rounds=3, steps_per_round=5, latent_dim=2,
-                architecture=MLP(8, 1, 8, 1), max_generator_steps=8)  # fmt: skip
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=10)  # fmt: skip
     before = {n: p.detach().clone() for n, p in model.bank.named_parameters()}
     data = GaussianMixture2D(preset="ring", num_train=500, batch_size=32)
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
-    trainer.fit(model, datamodule=data)
+    quiet_trainer().fit(model, datamodule=data)
     for name, p in model.bank.named_parameters():
         assert not torch.equal(p[0], before[name][0])  # round 1 trained (steps 1-5)
-        assert not torch.equal(p[1], before[name][1])  # round 2 trained (steps 6-8)
+        assert not torch.equal(p[1], before[name][1])  # round 2 trained (steps 6-10)
         assert torch.equal(p[2], before[name][2])  # round 3 never started
+
+
+def slot(bank: nn.Module | None, k: int) -> dict[str, torch.Tensor]:
+    """Slot ``k`` of an :class:`IndependentGenerators` bank (the generators or their EMA)."""
+    assert bank is not None
+    return {n: p[k].detach().clone() for n, p in bank.named_parameters()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+
+
+class ScoredMWU(MWU):
+    """Records what each round's scoring sees: G_t raw and averaged, and D_t."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scored: list[dict] = []
+
+    def score_training_points(self) -> torch.Tensor:
+        t = self.current_round
+        self.scored.append(
+            {
+                "raw": slot(self.bank, t),
+                "ema": slot(self.generators_ema, t),
+                "critic": {k: v.clone() for k, v in self.critic.state_dict().items()},
+            }
+        )
+        return super().score_training_points()
+
+
+class AfterEveryStep(Callback):
+    """After every generator step: learning rates, optimizer state, D and both banks."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        opts = trainer.optimizers
+        k = pl_module.num_generators
+        self.rows.append(
+            {
+                "lr": [o.param_groups[0]["lr"] for o in opts],
+                "state": [len(o.state) for o in opts],
+                "adam_step": [sorted({int(s["step"]) for s in o.state.values()}) for o in opts],
+                "critic": {n: v.clone() for n, v in pl_module.critic.state_dict().items()},
+                "raw": [slot(pl_module.bank, t) for t in range(k)],
+                "ema": [slot(pl_module.generators_ema, t) for t in range(k)],
+            }
+        )
+
+
+def test_what_a_round_resets_and_what_it_freezes() -> None:
+    """Three rounds of 6 steps, with a per-round LinearDecay of both learning rates and an
+    EMA (decay 0.5, starting 2 steps into each round). At each round's end:
+    - resets: D takes the weights drawn from the next round's seed; both optimizers' state
+      is emptied (Adam counts from 1 again); both learning rates are back at their initial
+      value; the average of the new generator copies it for 2 steps, then averages;
+    - freezes: G_t as it was when D_t scored the training points, the raw generator D_t was
+      trained against, not its average (they differ then); later rounds change it in
+      neither bank."""
+    seed_everything(0, verbose=False)
+    spr, rounds = 6, 3
+    model = ScoredMWU(
+        sample_shape=(2,), num_rounds=rounds, steps_per_round=spr, latent_dim=2,
+        architecture=MLP(8, 1, 8, 1), ema_decay=0.5, ema_start=2,
+        optimizer_g=lambda p: torch.optim.Adam(p, lr=0.01),
+        optimizer_d=lambda p: torch.optim.Adam(p, lr=0.02),
+        scheduler_g=lambda opt: LinearDecay(opt, start=3, end=6, period=spr),
+        scheduler_d=lambda opt: LinearDecay(opt, start=3, end=6, period=spr),
+    )  # fmt: skip
+    probe = AfterEveryStep()
+    data = GaussianMixture2D(preset="ring", num_train=500, batch_size=32)
+    with pytest.warns(UserWarning, match="only smooths evaluation samples"):
+        quiet_trainer(callbacks=[probe]).fit(model, datamodule=data)
+    rows = probe.rows  # rows[s - 1]: after generator step s
+    assert len(rows) == rounds * spr and len(model.scored) == rounds
+
+    # the learning rates for the next step restart with each round (factor(s % 6))
+    factors = [1, 1, 1, 2 / 3, 1 / 3, 1] * rounds
+    assert [r["lr"][0] for r in rows] == pytest.approx([0.01 * f for f in factors])
+    assert [r["lr"][1] for r in rows] == pytest.approx([0.02 * f for f in factors])
+    for t in range(rounds):
+        end = rows[(t + 1) * spr - 1]
+        # optimizer state: Adam's count runs through the round ...
+        assert rows[t * spr + 4]["adam_step"] == [[5], [5]]
+        if t + 1 < rounds:
+            # ... and is emptied at its end; the next round's first step counts 1
+            assert end["state"] == [0, 0]
+            assert rows[(t + 1) * spr]["adam_step"] == [[1], [1]]
+            # D: re-drawn from the next round's seed, not D_t
+            assert not same(end["critic"], model.scored[t]["critic"])
+            torch.manual_seed(derive_seed(model.resolved_run_seed(), "mwu-critic", t + 1))
+            fresh = model.architecture.critic(model.sample_shape)
+            assert same(end["critic"], fresh.state_dict())
+        # the average of G_t restarts: it copies for ema_start steps, then averages
+        first, second, third = rows[t * spr : t * spr + 3]
+        assert same(first["ema"][t], first["raw"][t]) and same(second["ema"][t], second["raw"][t])
+        assert not same(third["ema"][t], third["raw"][t])
+
+        # what the round freezes: the G_t that D_t scored, raw (its average differed then)
+        scored = model.scored[t]
+        assert not same(scored["raw"], scored["ema"])
+        for row in rows[(t + 1) * spr - 1 :]:
+            assert same(row["raw"][t], scored["raw"]) and same(row["ema"][t], scored["raw"])
+        assert same(slot(model.bank, t), scored["raw"])
+        assert same(slot(model.generators_ema, t), scored["raw"])
+
+
+# ------------------------------------------------------------- the run's length
+def test_a_run_that_stops_inside_a_round_is_flagged_once(recwarn) -> None:
+    seed_everything(0, verbose=False)
+    model = MWU(sample_shape=(2,), num_rounds=6, steps_per_round=5, latent_dim=2,
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=13)  # fmt: skip
+    data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
+    quiet_trainer().fit(model, datamodule=data)
+    flagged = [str(w.message) for w in recwarn if "inside round" in str(w.message)]
+    assert flagged == [
+        "MWU: the run stops at generator step 13, inside round 3 of 6 (6 x 5 = 30 steps), so "
+        "that round's generator is never scored: set model.max_generator_steps to a whole "
+        "number of rounds (10 or 15, or 30 for all 6 rounds)"
+    ]
+    assert len(model.round_history) == 2  # rounds 1 and 2 were scored, round 3 was not
+
+
+def test_a_run_of_whole_rounds_is_not_flagged(recwarn) -> None:
+    seed_everything(0, verbose=False)
+    model = MWU(sample_shape=(2,), num_rounds=3, steps_per_round=4, latent_dim=2,
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=8)  # fmt: skip
+    data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
+    quiet_trainer().fit(model, datamodule=data)
+    assert not [w for w in recwarn if "MWU" in str(w.message)]
+    assert len(model.round_history) == 2
 
 
 def test_settings_are_checked() -> None:
@@ -170,62 +378,20 @@ def test_settings_are_checked() -> None:
         MWU(sample_shape=(2,), num_rounds=3, num_generators=4)
     with pytest.raises(ValueError, match="delta"):
         MWU(sample_shape=(2,), delta=0.0)
-
-
-class RoundBoundaryProbe(Callback):
-    """The learning rates after every step, and both banks right after round 1 ends."""
-
-    def __init__(self, steps_per_round: int) -> None:
-        self.steps_per_round, self.lrs, self.at_round_end = steps_per_round, [], None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
-        if pl_module.generator_steps_done == self.steps_per_round and self.at_round_end is None:
-            self.at_round_end = (
-                {n: p.detach().clone() for n, p in pl_module.bank.named_parameters()},
-                {n: p.detach().clone() for n, p in pl_module.generators_ema.named_parameters()},
-            )
-
-
-def test_training_aids_restart_every_round() -> None:
-    """With a periodic LinearDecay the learning rate decays to 0 within each round and is
-    back at its initial value when the next round starts; the moving average restarts at
-    each round (ema_start counts steps into it) and becomes the frozen G_t at its end, so a
-    finished slot no longer moves in either bank."""
-    seed_everything(0, verbose=False)
-    steps = 6
-    model = MWU(
-        sample_shape=(2,), num_rounds=2, steps_per_round=steps, latent_dim=2,
-        architecture=MLP(8, 1, 8, 1), ema_decay=0.5, ema_start=2,
-        optimizer_g=lambda p: torch.optim.Adam(p, lr=0.01),
-        scheduler_g=lambda opt: LinearDecay(opt, start=3, end=6, period=steps),
-    )  # fmt: skip
-    probe = RoundBoundaryProbe(steps)
-    data = GaussianMixture2D(preset="ring", num_train=500, batch_size=32)
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[probe],
-                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
-    trainer.fit(model, datamodule=data)
-    # the rate for the next step, read after steps 1..12 (step s + 1 uses factor(s % 6))
-    expected = [0.01 * f for f in (1, 1, 1, 2 / 3, 1 / 3, 1)] * 2
-    assert probe.lrs == pytest.approx(expected)
-    live, ema = probe.at_round_end
-    for name in live:
-        assert torch.equal(live[name][0], ema[name][0])  # G_1 is its average
-        assert torch.equal(model.bank.get_parameter(name)[0], live[name][0])  # and stays
-        assert torch.equal(model.generators_ema.get_parameter(name)[0], live[name][0])
-    # the average of round 2 restarted: it copies until 2 steps into the round
-    model.generator_steps_done = steps + 2
-    assert model.ema_decay_now() == 0.0
-    model.generator_steps_done = steps + 3
-    assert model.ema_decay_now() == 0.5
+    # longer than its rounds: refused, in one line that names both numbers and the fix
+    with pytest.raises(ValueError) as error:
+        MWU(sample_shape=(2,), num_rounds=4, steps_per_round=5000, max_generator_steps=25000)
+    assert str(error.value) == (
+        "model.max_generator_steps (25000) is more than num_rounds x steps_per_round "
+        "(4 x 5000 = 20000) and MWU has no round after the last: raise model.num_rounds or "
+        "model.steps_per_round"
+    )
 
 
 def test_a_schedule_that_ignores_rounds_is_flagged() -> None:
     model = MWU(sample_shape=(2,), num_rounds=2, steps_per_round=5, latent_dim=2,
-                architecture=MLP(8, 1, 8, 1), max_generator_steps=2,
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=5,
                 scheduler_g=lambda opt: LinearDecay(opt, start=0, end=10))  # fmt: skip
     data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False)  # fmt: skip
     with pytest.warns(UserWarning, match="set its period to steps_per_round"):
-        trainer.fit(model, datamodule=data)
+        quiet_trainer().fit(model, datamodule=data)
