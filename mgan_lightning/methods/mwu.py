@@ -198,6 +198,10 @@ class MWU(GAN):
         """The moving average restarts every round: ``ema_start`` counts steps into it."""
         return self.generator_steps_done - self.current_round * self.steps_per_round
 
+    def schedule_length(self) -> int:
+        """Fractions (``ema_start: 0.5``) are of a round, which restarts the average."""
+        return self.steps_per_round
+
     # ------------------------------------------------------------------ data
     def setup(self, stage: str) -> None:
         super().setup(stage)

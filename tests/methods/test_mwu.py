@@ -345,6 +345,19 @@ def test_what_a_round_resets_and_what_it_freezes() -> None:
         assert same(slot(model.generators_ema, t), scored["raw"])
 
 
+def test_fractions_are_of_a_round() -> None:
+    """``ema_start: 0.5`` is half a round: the average copies for 3 steps into each round."""
+    model = MWU(sample_shape=(2,), num_rounds=2, steps_per_round=6, latent_dim=2,
+                architecture=MLP(8, 1, 8, 1), ema_decay=0.5, ema_start=0.5)  # fmt: skip
+    for done, decay in ((3, 0.0), (4, 0.5), (6, 0.5)):
+        model.generator_steps_done = done
+        assert model.ema_decay_now() == decay
+    model.round_index.fill_(1)  # round 2
+    for done, decay in ((9, 0.0), (10, 0.5)):
+        model.generator_steps_done = done
+        assert model.ema_decay_now() == decay
+
+
 # ------------------------------------------------------------- the run's length
 def test_a_run_that_stops_inside_a_round_is_flagged_once(recwarn) -> None:
     seed_everything(0, verbose=False)
