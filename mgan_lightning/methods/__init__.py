@@ -6,5 +6,6 @@ from mgan_lightning.methods.gan import GAN
 from mgan_lightning.methods.mgan import MGAN
 from mgan_lightning.methods.mimgan import MIMGAN
 from mgan_lightning.methods.mwu import MWU
+from mgan_lightning.methods.pmgan import PMGAN
 
-__all__ = ["GANMethod", "GAN", "BourGAN", "MGAN", "MIMGAN", "MWU", "NonFiniteLossError"]
+__all__ = ["GANMethod", "GAN", "BourGAN", "MGAN", "MIMGAN", "MWU", "PMGAN", "NonFiniteLossError"]
