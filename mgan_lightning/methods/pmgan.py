@@ -111,7 +111,10 @@ class PMGAN(GAN):
     (replicated, not divided) and the same optimizer updates, and ends each step with the
     same weights. DDP's own gradient averaging is switched off for this module's backward
     passes (``DistributedDataParallel.no_sync``): the generators' gradients are placed
-    slot by slot, not averaged.
+    slot by slot, not averaged. The replicated critic step gives the same bits on every
+    process only with deterministic kernels, as the CPU's are; on other devices
+    (``sync_critic``) process 0's critic gradients are broadcast before the critic's update
+    and its critic statistics and running averages each step.
 
     *The same result as one process.* W processes with ``data.batch_size: b`` train exactly
     as one process with ``b * W``: the gathered real batch is put back in the order one
@@ -122,9 +125,14 @@ class PMGAN(GAN):
     sum changes order, so on CPU (gloo) the weights and optimizer states are bitwise equal
     to one process's (tested with 2 processes); exchanging places values and adds nothing.
     This rests on the kernels giving a slot the same bits whether ``vmap`` batches K
-    generators or K/W of them (tested here for the MLP and DCGAN generators on CPU); a
-    backend that picks kernels by batch count could round differently, and the runs would
-    then agree to float tolerance only. What is divided is the generators' work; the
+    generators or K/W of them. Measured on CPU (``tests/methods/test_pmgan.py``): true for
+    the MLP generators at any split, and for the DCGAN generators (whose convolutions
+    ``vmap`` turns into one grouped convolution over the slots) whenever a process runs at
+    least two of them; a process with a single convolutional generator gets a plain
+    convolution, another kernel, which rounds differently (samples within about 1e-7,
+    gradients within 1e-5 of their largest value), so such a run (K < 2W) agrees with one
+    process to float tolerance only, as would a backend (a GPU's) that picks kernels by
+    batch count. What is divided is the generators' work; the
     critic's passes, the optimizer updates and the gathered batches are replicated, so the
     speed-up is bounded by the generators' share of a step
     (``benchmarks/results/pmgan_parallel.md``). Dividing the critic's generator-step pass
@@ -151,6 +159,11 @@ class PMGAN(GAN):
         embrace_gamma: its focusing exponent (0: the non-saturating loss again).
         parallel_generators: place generator k on process ``k mod W`` under DDP (above);
             with one process it changes nothing.
+        sync_critic: with parallel generators, broadcast process 0's critic gradients before
+            each critic update, and its critic statistics and running averages each step, so
+            the replicated critic cannot drift where kernels are not deterministic (GPUs).
+            ``None`` (default): on for devices other than the CPU, where the replicas are
+            bitwise equal without it (it then changes no bit either).
         num_generators: K (>= 2).
         same_latent: feed the same z batch to every generator (as MGAN's authors do).
 
@@ -179,6 +192,7 @@ class PMGAN(GAN):
         embrace_weight: float = 0.5,
         embrace_gamma: float = 2.0,
         parallel_generators: bool = False,
+        sync_critic: bool | None = None,
         **kwargs,
     ) -> None:
         if num_generators < 2:
@@ -228,6 +242,7 @@ class PMGAN(GAN):
         self.embrace_weight = float(embrace_weight)
         self.embrace_gamma = float(embrace_gamma)
         self.parallel_generators = parallel_generators
+        self.sync_critic = sync_critic
         super().__init__(
             num_generators=num_generators,
             same_latent=same_latent,
@@ -468,13 +483,18 @@ class PMGAN(GAN):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Before the generators' update: every process takes each generator's gradients and
-        batch-norm statistics from the process that ran it."""
+        batch-norm statistics from the process that ran it (and, with ``sync_critic``, the
+        critic's statistics and the running averages from process 0). Before the critic's
+        update, with ``sync_critic``: process 0's critic gradients."""
         world, _ = self.parallel_world()
         if world == 1:
             return
         first = next(self.generators.parameters())
         if not any(p is first for group in optimizer.param_groups for p in group["params"]):
-            return  # the critic's update: its gradients are the same everywhere
+            if self.critic_is_synced():  # the critic's update
+                grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
+                self.broadcast_from_first(grads)
+            return
         own = self.own_slots()
         with torch.no_grad():
             params = [p for p in self.generators.parameters() if p.grad is not None]
@@ -483,3 +503,20 @@ class PMGAN(GAN):
             wholes = self.share_slots([t[own] for t in targets])  # type: ignore[index]
             for target, whole in zip(targets, wholes):
                 target.copy_(whole)  # type: ignore[union-attr]
+        if self.critic_is_synced():
+            critic_state = list(self.critic.buffers()) + [self.loss_average, self.average_count]
+            self.broadcast_from_first(critic_state)
+
+    def critic_is_synced(self) -> bool:
+        """Whether process 0's critic state is broadcast (``sync_critic``, or by device)."""
+        if self.sync_critic is not None:
+            return self.sync_critic
+        return self.device.type != "cpu"
+
+    @torch.no_grad()
+    def broadcast_from_first(self, tensors: list) -> None:
+        """Overwrite ``tensors`` in place with process 0's."""
+        import torch.distributed as dist
+
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)

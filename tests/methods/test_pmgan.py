@@ -504,6 +504,14 @@ def test_latents_do_not_depend_on_the_process():
     model._trainer = plain._trainer = None
 
 
+def test_the_critic_is_broadcast_off_the_cpu_unless_told():
+    assert not tiny(parallel_generators=True).critic_is_synced()  # CPU kernels: the same bits
+    assert tiny(parallel_generators=True, sync_critic=True).critic_is_synced()
+    model = tiny(parallel_generators=True)
+    model.to("meta")  # any device but the CPU
+    assert model.critic_is_synced()
+
+
 def test_parallel_generators_refuse_what_they_cannot_do():
     model = tiny(num_generators=3, parallel_generators=True)
     model._trainer = SimpleNamespace(strategy=object(), world_size=2, global_rank=0)  # type: ignore[assignment]
@@ -531,7 +539,8 @@ SMALL = [
 CASES = {  # K, steps, extra arguments
     # the ring config as it is (K = 8, the same z for every generator), smaller networks
     "ring": (8, 12, []),
-    # uneven split (3 + 2), batch-normalised generators, two D steps a G step, a z each
+    # uneven split (3 + 2), batch-normalised generators, two D steps a G step, a z each,
+    # and the critic broadcast from process 0 (the default off the CPU)
     "uneven_bn_ncritic2": (
         5,
         8,
@@ -543,6 +552,7 @@ CASES = {  # K, steps, extra arguments
             "--model.init_args.same_latent=false",
             "--model.init_args.adjust_margin=0.5",
             "--model.init_args.normalise_adjustment=true",
+            "--model.init_args.sync_critic=true",  # broadcasting equal values changes no bit
         ],
     ),
 }
