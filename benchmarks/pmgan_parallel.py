@@ -3,7 +3,7 @@ process and on two (``parallel_generators``, DDP with gloo, generator k on proce
 
 Each run is ``mgan fit --config configs/ring/pmgan.yaml`` built through ``build_cli`` with
 only K, the network widths, the length, the devices and the threads changed; evaluation,
-checkpoint callbacks and the progress bar are removed so that only training steps are timed.
+checkpoint and progress-bar callbacks are removed so that only training steps are timed.
 Two generator sizes: ``ring`` is the config's 128-wide MLPs with the config's 256 real samples
 a step (so ceil(256 / K) fakes per generator: the generators' total work hardly grows with K),
 ``wide G`` gives every generator 3 hidden layers of 512 and 64 fakes a step (the generators'
@@ -70,7 +70,7 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
     """One ``mgan fit`` (this script re-executed by Lightning's launcher on rank 1)."""
     import torch
     from lightning.pytorch import Callback
-    from lightning.pytorch.callbacks import ModelSummary, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelSummary
 
     from mgan_lightning.cli import build_cli
 
@@ -108,7 +108,6 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
         "--config", str(CONFIG),
         f"--model.init_args.max_generator_steps={steps}",
         f"--trainer.default_root_dir={out / 'run'}",
-        "--trainer.enable_progress_bar=false",
         "--trainer.logger=false",
         "--trainer.accelerator=cpu",
         f"--trainer.devices={processes}",
@@ -119,8 +118,7 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
     ]  # fmt: skip
     cli = build_cli(args, run=False)
     trainer = cli.trainer
-    keep = (ModelSummary, TQDMProgressBar)
-    trainer.callbacks[:] = [c for c in trainer.callbacks if isinstance(c, keep)]
+    trainer.callbacks[:] = [c for c in trainer.callbacks if isinstance(c, ModelSummary)]
     trainer.callbacks.append(StepClock())
     trainer.fit(cli.model, datamodule=cli.datamodule)
 

@@ -607,3 +607,36 @@ def test_two_processes_train_bitwise_as_one(tmp_path: Path, case: str):
         assert not different, f"process {rank} differs from one process in {different[:5]}"
         a, b = _optimizer_tensors(one["optimizers"]), _optimizer_tensors(run["optimizers"])
         assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------- configs
+@pytest.mark.parametrize(
+    ("name", "k", "prior"),
+    [
+        ("ring/pmgan", 8, "NormalPrior"),
+        ("grid/pmgan", 25, "NormalPrior"),
+        ("stacked_mnist/pmgan", 10, "NormalPrior"),
+        ("cifar10/pmgan", 10, "UniformPrior"),
+    ],
+)
+def test_config_builds_the_matched_k_model(name, k, prior, tmp_path, monkeypatch):
+    """K as the other methods' matched-K rows; the same budget as their MGAN config."""
+    import yaml
+
+    from mgan_lightning.cli import build_cli
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "0")
+    args = ["--config", str(ROOT / "configs" / f"{name}.yaml")]
+    cli = build_cli([*args, f"--trainer.default_root_dir={tmp_path}"], run=False)
+    model = cli.model
+    assert isinstance(model, PMGAN) and model.num_generators == k
+    assert type(model.prior).__name__ == prior and model.same_latent
+    assert not model.parallel_generators
+    mgan = yaml.safe_load((ROOT / "configs" / f"{name.removesuffix('pmgan')}mgan.yaml").read_text())
+    ours = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    for section in ("data", "trainer"):
+        mine, theirs = dict(ours[section]), dict(mgan[section])
+        mine.pop("default_root_dir", None), theirs.pop("default_root_dir", None)
+        assert mine == theirs, section
+    for key in ("max_generator_steps", "latent_dim", "optimizer_g", "optimizer_d", "ema_decay"):
+        assert ours["model"]["init_args"].get(key) == mgan["model"]["init_args"].get(key), key
