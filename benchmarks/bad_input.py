@@ -18,7 +18,7 @@ case, command, message, exit code).
 ``git archive HEAD mgan_lightning | tar -x -C DIR``; that folder goes first on ``sys.path``), and
 records that output's length and last line beside the new message.
 
-The MNIST cases need the t10k files in ``../shared/data/mnist`` (else they are skipped). The
+The MNIST cases need the t10k files in the folder ``$MGAN_MNIST_ROOT`` (else they are skipped). The
 unreadable-file case runs under ``setpriv --bounding-set=-dac_override,-dac_read_search`` when
 run as root, since root reads a ``chmod 000`` file otherwise.
 """
@@ -44,9 +44,10 @@ from provenance import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_DIR = Path(os.environ.get("MGAN_MNIST_ROOT") or "/nonexistent-mnist")
 MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 SHORT = ["--model.init_args.max_generator_steps=2", "--trainer.enable_progress_bar=false"]
+RING_GAN = "configs/ring/gan.yaml"
 
 
 def mgan_command() -> list[str]:
@@ -387,6 +388,26 @@ def cases(tmp: Path, files: dict) -> list[dict]:
             fit("configs/ring/mimgan.yaml", "--model.init_args.lambda=1"),
         ),
     ]
+    ring = files["ring_mgan"]
+    out += [
+        ("21", "length: negative trainer.max_steps", fit(RING_GAN, "--trainer.max_steps=-5")),
+        ("21", "length: zero generator steps",
+         fit(RING_GAN, "--model.init_args.max_generator_steps=0")),
+        ("21", "an accelerator that is not there", fit(RING_GAN, "--trainer.accelerator=gpu")),
+        ("21", "an output folder that cannot be written",
+         fit(RING_GAN, "--trainer.default_root_dir=/proc/mgan_run")),
+        ("21", "more CPU processes than cores",
+         fit(RING_GAN, f"--trainer.devices={(os.cpu_count() or 1) + 1}")),
+        ("21", "resume changing K", fit("configs/ring/mgan.yaml",
+         "--model.init_args.num_generators=4", f"--ckpt_path={ring}")),
+        ("21", "test: ring checkpoint, grid config",
+         evaluate("test", "configs/grid/mgan.yaml", ring)),
+        ("21", "predict: ring checkpoint, grid config",
+         evaluate("predict", "configs/grid/mgan.yaml", ring, "--num_samples", "10",
+                  f"--output_dir={tmp / 'samples'}")),
+        ("21", "test: no --config and no --ckpt_path", ["test"]),
+        ("21", "test: the checkpoint alone (works)", ["test", "--ckpt_path", str(ring)]),
+    ]  # fmt: skip
     result = []
     for case, what, argv in out:
         argv = [str(a) for a in argv]

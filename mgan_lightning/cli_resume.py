@@ -18,6 +18,9 @@ from typing import Any
 import torch
 import yaml
 
+# Model arguments the CLI links from the data after parsing (their parsed value is a default;
+# the data's own check compares them: ``checkpoint_mismatch``).
+LINKED_FROM_DATA = ("sample_shape",)
 # The sections of a run's configuration that a checkpoint keeps.
 RUN_SECTIONS = ("seed_everything", "trainer", "model", "data")
 
@@ -95,12 +98,13 @@ def compare_hparams(
 ) -> tuple[list[str], list[str]]:
     """``(refused, changed)``: the fixed fields whose value differs between the checkpoint's
     hyperparameters (``saved``) and the arguments given now, and the other fields that
-    differ, each as ``"name saved -> given"``. Fields absent from either side are skipped;
-    a latent size that a data-built prior fixed (BourGAN) is the prior's to decide."""
+    differ, each as ``"name saved -> given"``. Fields absent from either side, and fields
+    linked from the data, are skipped; a latent size that a data-built prior fixed (BourGAN)
+    is the prior's to decide."""
     refused, changed = [], []
     data_built_latent = _prior_needs_data(saved.get("prior"))
     for name in given:
-        if name not in saved or name.startswith("_"):
+        if name not in saved or name.startswith("_") or name in LINKED_FROM_DATA:
             continue
         if name == "latent_dim" and data_built_latent:
             continue

@@ -63,8 +63,9 @@ class MWU(GAN):
     raw G_1, doubled no point. Not cheap, so not offered as a switch.
 
     Training aids apply per round, as each round is a GAN of its own: a
-    :class:`~mgan_lightning.schedules.LinearDecay` with ``period: steps_per_round`` restarts
-    the learning rates every round (ours; the authors train at a constant rate).
+    :class:`~mgan_lightning.schedules.LinearDecay` restarts the learning rates every round (MWU
+    sets its ``period`` to ``steps_per_round`` when none is given, and its fractions are of a
+    round; ours: the authors train at a constant rate).
 
     The authors' settings: 2-D scripts train every round for 20,000 iterations at a constant
     rate without an average (helix 25 rounds, outliers 20, sine 10, their Gaussian-mixture
@@ -185,7 +186,11 @@ class MWU(GAN):
     def configure_optimizers(self):
         optimizers, schedulers = super().configure_optimizers()
         for config in schedulers:
-            period = getattr(config["scheduler"], "period", self.steps_per_round)
+            scheduler = config["scheduler"]
+            if getattr(scheduler, "period", False) is None:  # a LinearDecay: once per round
+                scheduler.period = self.steps_per_round
+                scheduler.set_run_length(self.steps_per_round)
+            period = getattr(scheduler, "period", self.steps_per_round)
             if period != self.steps_per_round:
                 rank_zero_warn(
                     f"MWU restarts its networks every {self.steps_per_round} steps, but the "

@@ -404,7 +404,19 @@ def test_settings_are_checked() -> None:
 def test_a_schedule_that_ignores_rounds_is_flagged() -> None:
     model = MWU(sample_shape=(2,), num_rounds=2, steps_per_round=5, latent_dim=2,
                 architecture=MLP(8, 1, 8, 1), max_generator_steps=5,
-                scheduler_g=lambda opt: LinearDecay(opt, start=0, end=10))  # fmt: skip
+                scheduler_g=lambda opt: LinearDecay(opt, start=0, end=10, period=10))  # fmt: skip
     data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
     with pytest.warns(UserWarning, match="set its period to steps_per_round"):
         quiet_trainer().fit(model, datamodule=data)
+
+
+def test_a_schedule_without_period_restarts_every_round() -> None:
+    """No period given: MWU makes it the round, and fractions are of the round."""
+    model = MWU(sample_shape=(2,), num_rounds=2, steps_per_round=8, latent_dim=2,
+                architecture=MLP(8, 1, 8, 1), max_generator_steps=16,
+                scheduler_g=lambda opt: LinearDecay(opt, start=0.5, end=1.0))  # fmt: skip
+    data = GaussianMixture2D(preset="ring", num_train=200, batch_size=32)
+    trainer = quiet_trainer()
+    trainer.fit(model, datamodule=data)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert (scheduler.period, scheduler.start, scheduler.end) == (8, 4, 8)
