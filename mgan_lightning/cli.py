@@ -252,7 +252,7 @@ class MGANCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         ckpt_path = config.get("ckpt_path") if config else None
-        if not ckpt_path or not Path(str(ckpt_path)).is_file():
+        if config is None or not ckpt_path or not Path(str(ckpt_path)).is_file():
             return
         checkpoint = torch.load(str(ckpt_path), map_location="cpu", weights_only=True, mmap=True)
         saved = checkpoint.get("hyper_parameters") or {}

@@ -101,7 +101,8 @@ def compare_hparams(
     differ, each as ``"name saved -> given"``. Fields absent from either side, and fields
     linked from the data, are skipped; a latent size that a data-built prior fixed (BourGAN)
     is the prior's to decide."""
-    refused, changed = [], []
+    refused: list[str] = []
+    changed: list[str] = []
     data_built_latent = _prior_needs_data(saved.get("prior"))
     for name in given:
         if name not in saved or name.startswith("_") or name in LINKED_FROM_DATA:

@@ -137,9 +137,8 @@ class SampleEvaluation(Callback):
         device = pl_module.device
         self._generator = torch.Generator(device=device)
         # fit's evaluations share one stream; mgan test and validate each draw their own.
-        stream = {TrainerFn.TESTING: "test", TrainerFn.VALIDATING: "validation"}.get(
-            trainer.state.fn, "evaluation"
-        )
+        streams = {TrainerFn.TESTING: "test", TrainerFn.VALIDATING: "validation"}
+        stream = streams.get(trainer.state.fn, "evaluation") if trainer.state.fn else "evaluation"
         self._generator.manual_seed(derive_seed(self.seed, stream, trainer.global_rank))
         # The fork also shields the global RNG from code that ignores the generator.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

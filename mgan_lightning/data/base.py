@@ -255,9 +255,13 @@ def fingerprint_mismatch(trained: dict, configured: dict) -> str | None:
             f"({configured.get('name')})"
         )
     a, b = trained.get("modes"), configured.get("modes")
-    if (a is None) != (b is None) or (a is not None and not _same_modes(a, b)):
+    if a is None or b is None:
+        if a is not b:
+            return f"{_modes_text(trained)} against {_modes_text(configured)}"
+        return None
+    if not _same_modes(a, b):
         return f"{_modes_text(trained)} against {_modes_text(configured)}"
-    if a is not None and not math.isclose(trained["mode_std"], configured["mode_std"]):
+    if not math.isclose(trained["mode_std"], configured["mode_std"]):
         return f"modes of std {trained['mode_std']:g} against std {configured['mode_std']:g}"
     return None
 
