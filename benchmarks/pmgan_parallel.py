@@ -6,8 +6,8 @@ only K, the network widths, the length, the devices and the threads changed; eva
 checkpoint and progress-bar callbacks are removed so that only training steps are timed.
 Two generator sizes: ``ring`` is the config's 128-wide MLPs with the config's 256 real samples
 a step (so ceil(256 / K) fakes per generator: the generators' total work hardly grows with K),
-``wide G`` gives every generator 3 hidden layers of 512 and 64 fakes a step (the generators'
-work grows with K and outweighs the critic's). Three layouts, one run each per (setting, K):
+``wide G`` gives every generator 3 hidden layers of 512 and 128 fakes a step (the generators'
+work grows with K and outweighs the critic's and the exchange of their gradients). Three layouts, one run each per (setting, K):
 
 - ``1 process x 1 thread``: real batch 256;
 - ``1 process x 2 threads``: the same two cores used by intra-op threads instead;
@@ -21,8 +21,8 @@ step, and a SHA-256 of its final ``state_dict``: the table says whether the run 
 weights of ``1 process x 1 thread``. The machine has 2 cores shared with other work, so 2
 processes on 2 cores is the ceiling, and the load average is recorded.
 
-    python benchmarks/pmgan_parallel.py                 # K = 2, 4, 8; about 4 minutes
-    python benchmarks/pmgan_parallel.py --ks 2 4 --steps 120
+    python benchmarks/pmgan_parallel.py                 # K = 2, 4, 8; about 6 minutes
+    python benchmarks/pmgan_parallel.py --ks 2 4 --steps 60
 
 Writes ``benchmarks/results/pmgan_parallel.json`` and ``.md``.
 """
@@ -50,11 +50,11 @@ BATCH = 256  # the config's real batch (one process)
 SETTINGS = {  # name: (description, extra mgan fit arguments)
     "ring": ("G and D 2 x 128 MLPs, ceil(256/K) fakes per generator", []),
     "wide G": (
-        "G 3 x 512 MLPs, D 2 x 128, 64 fakes per generator",
+        "G 3 x 512 MLPs, D 2 x 128, 128 fakes per generator",
         [
             "--model.init_args.architecture.init_args.g_hidden=512",
             "--model.init_args.architecture.init_args.g_layers=3",
-            "--model.init_args.fake_per_generator=64",
+            "--model.init_args.fake_per_generator=128",
         ],
     ),
 }
@@ -78,13 +78,13 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
 
     class StepClock(Callback):
         def __init__(self) -> None:
-            self.start = self.end = 0.0
+            self.start = self.end = self.cpu_start = self.cpu_end = 0.0
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             if pl_module.generator_steps_done == warmup:
-                self.start = now
-            self.end = now
+                self.start, self.cpu_start = now, cpu
+            self.end, self.cpu_end = now, cpu
 
         def on_train_end(self, trainer, pl_module) -> None:
             digest = hashlib.sha256()
@@ -99,6 +99,7 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
                 "own_generators": len(range(pl_module.num_generators)[pl_module.own_slots()]),
                 "generator_steps": pl_module.generator_steps_done,
                 "seconds": self.end - self.start,
+                "cpu_seconds": self.cpu_end - self.cpu_start,  # this process, all threads
                 "timed_steps": pl_module.generator_steps_done - warmup,
                 "state_sha256": digest.hexdigest(),
             }
@@ -144,7 +145,7 @@ def run_layout(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[2, 4, 8], help="values of K")
-    parser.add_argument("--steps", type=int, default=220, help="generator steps per run")
+    parser.add_argument("--steps", type=int, default=100, help="generator steps per run")
     parser.add_argument("--warmup", type=int, default=20, help="steps excluded from timing")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
                     "strategy": sorted({r["strategy"] for r in ranks}),
                     "generators_per_process": [r["own_generators"] for r in ranks],
                     "ms_per_step": 1000.0 * seconds / timed,
+                    "cpu_ms_per_step_per_process": [
+                        1000.0 * r["cpu_seconds"] / timed for r in ranks
+                    ],
                     "processes_agree": len(digests) == 1,
                     "same_weights_as_1x1": digests == {reference},
                 }
@@ -243,11 +247,13 @@ def markdown(result: dict) -> str:
         ", each process runs the generators k = rank, rank + 2, ...; the critic's passes and "
         "the optimizer updates are replicated. With 2 cores, 2 processes on 2 cores is the "
         "ceiling (2.00x), and `1 process x 2 threads` uses the same cores by intra-op threads. "
+        "'CPU ms' is each process's CPU time (all its threads) per step: the work a process "
+        "did, which the machine's other load does not change, unlike the wall time. "
         "'same weights' compares a SHA-256 of the final state_dict with `1 process x 1 thread`'s.",
         "",
         "| setting | K | layout | generators / process | ms / G step | speed-up vs 1x1 | "
-        "same weights as 1x1 |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "CPU ms / G step, each process | same weights as 1x1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in result["rows"]:
         same = "yes" if row["same_weights_as_1x1"] else "no"
@@ -256,7 +262,8 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {row['setting']} | {row['num_generators']} | {row['layout']} | "
             f"{', '.join(map(str, row['generators_per_process']))} | "
-            f"{row['ms_per_step']:.2f} | {row['speedup_vs_1x1']:.2f}x | {same} |"
+            f"{row['ms_per_step']:.2f} | {row['speedup_vs_1x1']:.2f}x | "
+            f"{', '.join(f'{c:.2f}' for c in row['cpu_ms_per_step_per_process'])} | {same} |"
         )
     lines += ["", f"Reproduce: `{result['command']}`", ""]
     return "\n".join(lines)

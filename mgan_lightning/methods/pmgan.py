@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import torch
@@ -415,7 +416,6 @@ class PMGAN(GAN):
         z = self.sample_latent(n, generator)
         own = self.generate_slots(z, self.own_slots())
         (fake,) = self.share_slots([own.detach()])
-        fake = fake.clone()
         fake[rank::world] = own  # a copy of the same values, with this process's graph
         index = torch.arange(k, device=fake.device).repeat_interleave(n)
         return fake.reshape(k * n, *fake.shape[2:]), index, z
@@ -439,35 +439,49 @@ class PMGAN(GAN):
                 b[slots] = slot_buffers[name]
         return samples
 
-    def share_slots(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each tensor holds this process's slots ``(K_own, ...)`` of a ``(K, ...)`` quantity;
-        returns the whole quantities, slot k from process ``k mod W`` (one ``all_gather``
-        per dtype; values are placed, never summed)."""
+    def share_slots(
+        self, tensors: list[torch.Tensor], out: list[torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
+        """Each of ``tensors`` holds this process's slots ``(K_own, ...)`` of a ``(K, ...)``
+        quantity; returns the whole quantities, slot k from process ``k mod W``, written
+        into ``out`` when given. One ``all_gather`` per dtype; values are placed, never
+        summed. Each value is copied twice: into the message and out of it."""
         world, _ = self.parallel_world()
         k = self.num_generators
         most = -(-k // world)  # slots of the busiest process
-        whole: list[torch.Tensor] = list(tensors)
+        if out is None:
+            out = [t.new_empty((k, *t.shape[1:])) for t in tensors]
         by_dtype: dict[torch.dtype, list[int]] = {}
         for i, tensor in enumerate(tensors):
             by_dtype.setdefault(tensor.dtype, []).append(i)
         for members in by_dtype.values():
-            pieces = []
-            for i in members:
-                padded = tensors[i].new_zeros((most, *tensors[i].shape[1:]))
-                padded[: len(tensors[i])] = tensors[i]
-                pieces.append(padded.reshape(-1))
-            gathered = self.gather(torch.cat(pieces))  # (W, sum of sizes)
+            sizes = [most * math.prod(tensors[i].shape[1:]) for i in members]
+            message = tensors[members[0]].new_zeros(sum(sizes))
             offset = 0
-            for i, piece in zip(members, pieces):
-                shape = tensors[i].shape[1:]
-                part = gathered[:, offset : offset + piece.numel()].reshape(world, most, *shape)
-                whole[i] = part.transpose(0, 1).reshape(world * most, *shape)[:k]
-                offset += piece.numel()
-        return whole
+            for i, size in zip(members, sizes):
+                piece = message[offset : offset + size].view(most, *tensors[i].shape[1:])
+                piece[: len(tensors[i])] = tensors[i]
+                offset += size
+            gathered = self.gather(message)  # (W, sum of sizes)
+            offset = 0
+            for i, size in zip(members, sizes):
+                parts = gathered[:, offset : offset + size].view(world, most, *tensors[i].shape[1:])
+                for process in range(world):
+                    count = len(range(process, k, world))
+                    out[i][process::world] = parts[process, :count]
+                offset += size
+        return out
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """``(W, ...)``: ``tensor`` of every process, in rank order (``all_gather``)."""
-        return cast(torch.Tensor, self.all_gather(tensor))
+        """``(W, ...)``: ``tensor`` of every process, in rank order (one
+        ``all_gather_into_tensor``, no list of copies to stack)."""
+        import torch.distributed as dist
+
+        world, _ = self.parallel_world()
+        flat = tensor.contiguous().view(-1)
+        gathered = flat.new_empty(world * flat.numel())
+        dist.all_gather_into_tensor(gathered, flat)
+        return gathered.view(world, *tensor.shape)
 
     def manual_backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
         """With parallel generators, DDP does not average this backward pass's gradients:
@@ -499,10 +513,8 @@ class PMGAN(GAN):
         with torch.no_grad():
             params = [p for p in self.generators.parameters() if p.grad is not None]
             _, buffers = cast(IndependentGenerators, self.generators).stacked()
-            targets = [p.grad for p in params] + list(buffers.values())
-            wholes = self.share_slots([t[own] for t in targets])  # type: ignore[index]
-            for target, whole in zip(targets, wholes):
-                target.copy_(whole)  # type: ignore[union-attr]
+            targets = [cast(torch.Tensor, p.grad) for p in params] + list(buffers.values())
+            self.share_slots([t[own] for t in targets], out=targets)
         if self.critic_is_synced():
             critic_state = list(self.critic.buffers()) + [self.loss_average, self.average_count]
             self.broadcast_from_first(critic_state)
