@@ -7,7 +7,7 @@ checkpoint and progress-bar callbacks are removed so that only training steps ar
 Two generator sizes: ``ring`` is the config's 128-wide MLPs with the config's 256 real samples
 a step (so ceil(256 / K) fakes per generator: the generators' total work hardly grows with K),
 ``wide G`` gives every generator 3 hidden layers of 512 and 128 fakes a step (the generators'
-work grows with K and outweighs the critic's and the exchange of their gradients). Three layouts, one run each per (setting, K):
+work grows with K and outweighs the critic's). Three layouts, one run each per (setting, K):
 
 - ``1 process x 1 thread``: real batch 256;
 - ``1 process x 2 threads``: the same two cores used by intra-op threads instead;
@@ -247,8 +247,12 @@ def markdown(result: dict) -> str:
         ", each process runs the generators k = rank, rank + 2, ...; the critic's passes and "
         "the optimizer updates are replicated. With 2 cores, 2 processes on 2 cores is the "
         "ceiling (2.00x), and `1 process x 2 threads` uses the same cores by intra-op threads. "
-        "'CPU ms' is each process's CPU time (all its threads) per step: the work a process "
-        "did, which the machine's other load does not change, unlike the wall time. "
+        "'CPU ms' is each process's CPU time (all its threads, spin-waiting included) per "
+        "step: the work a process did, far less sensitive than the wall time to the machine's "
+        "other load. Each of the two processes runs the forward and backward passes of its "
+        "own generators only, but the whole critic step, the optimizer and EMA updates over "
+        "all K generators' weights, and the exchange (real batches, samples, gradients); the "
+        "CPU column shows how much of a step that leaves each process. "
         "'same weights' compares a SHA-256 of the final state_dict with `1 process x 1 thread`'s.",
         "",
         "| setting | K | layout | generators / process | ms / G step | speed-up vs 1x1 | "
