@@ -133,14 +133,20 @@ class PMGAN(GAN):
     convolution, another kernel, which rounds differently (samples within about 1e-7,
     gradients within 1e-5 of their largest value), so such a run (K < 2W) agrees with one
     process to float tolerance only, as would a backend (a GPU's) that picks kernels by
-    batch count. What is divided is the generators' work; the
-    critic's passes, the optimizer updates and the gathered batches are replicated, so the
-    speed-up is bounded by the generators' share of a step
-    (``benchmarks/results/pmgan_parallel.md``). Dividing the critic's generator-step pass
-    over each process's own samples as well was considered and not adopted: batch-norm
-    critics need the whole batch, and matrix kernels pick different code paths for
-    different row counts (measured: the discriminator logits of 14 rows differ in the last
-    bit from the same rows inside 21), so it would cost the bitwise equality.
+    batch count. What is divided is the generators' forward and backward passes; the
+    critic's passes, the optimizer and EMA updates over all K generators' weights and the
+    gathered batches are replicated, and the exchange is added, so the speed-up is bounded
+    by the generators' share of a step (``benchmarks/results/pmgan_parallel.md``: on 2 CPU
+    cores, wide generators at K = 8 leave each process about 78% of one process's CPU
+    time per step; with the ring config's small generators the exchange costs more than
+    the half of their work it saves). Not adopted: dividing the critic's
+    generator-step pass over each process's own samples (batch-norm critics need the whole
+    batch, and matrix kernels pick different code paths for different row counts,
+    measured: the discriminator logits of 14 rows differ in the last bit from the same rows
+    inside 21, so it would cost the bitwise equality); and dividing the optimizer's update
+    (each process updating its own slots, then exchanging weights), which needs per-slot
+    parameters in :class:`~mgan_lightning.nets.IndependentGenerators` and an optimizer
+    state gathered for checkpoints.
 
     Args:
         adjust_weight: weight of the adjustment error in G's loss at the start (``lam(0)``).
