@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import git_commit  # noqa: E402
@@ -118,7 +119,7 @@ def child(out: Path, steps: int, warmup: int, processes: int, threads: int, extr
         *extra,
     ]  # fmt: skip
     cli = build_cli(args, run=False)
-    trainer = cli.trainer
+    trainer: Any = cli.trainer
     trainer.callbacks[:] = [c for c in trainer.callbacks if isinstance(c, ModelSummary)]
     trainer.callbacks.append(StepClock())
     trainer.fit(cli.model, datamodule=cli.datamodule)

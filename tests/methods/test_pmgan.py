@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tiny(**kwargs) -> PMGAN:
     torch.manual_seed(0)
-    args = dict(
+    args: dict[str, Any] = dict(
         num_generators=3,
         latent_dim=2,
         architecture=MLP(g_hidden=4, g_layers=1, d_hidden=4, d_layers=1),
@@ -43,7 +44,7 @@ def tiny(**kwargs) -> PMGAN:
 
 
 def quiet_trainer(**kwargs) -> Trainer:
-    settings = dict(
+    settings: dict[str, Any] = dict(
         accelerator="cpu",
         devices=1,
         max_epochs=-1,
@@ -190,10 +191,12 @@ def test_averages_skip_non_finite_losses():
 
 # ------------------------------------------------- the losses, by hand
 def _critic_by_hand(model: PMGAN, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    linear = model.critic.body[1]
+    linear = model.critic.body[1]  # type: ignore[index]
+    classifier = model.critic.classifier
+    assert classifier is not None
     h = F.leaky_relu(x @ linear.weight.T + linear.bias, 0.2)
     d = h @ model.critic.real_fake.weight.T + model.critic.real_fake.bias
-    c = h @ model.critic.classifier.weight.T + model.critic.classifier.bias
+    c = h @ classifier.weight.T + classifier.bias
     return d.squeeze(-1), c
 
 
