@@ -1,5 +1,5 @@
 """The uses of Lightning internals that no public API serves, in one place, each with a test
-(``tests/test_lightning_private.py``) that fails loudly when a Lightning release changes it."""
+(``tests/test_private_api.py``) that fails loudly when a Lightning release changes it."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from mgan_lightning.divergence import (
     OnDivergence,
 )
 from mgan_lightning.latent import LatentPrior, NormalPrior
-from mgan_lightning.lightning_private import set_max_steps
+from mgan_lightning.private_api import set_max_steps
 from mgan_lightning.methods.resume import ConfiguredOptimization, match_ema_to_model
 from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.ema import averaged_copy, update_average
