@@ -16,13 +16,13 @@ import zipfile
 from pathlib import Path
 from typing import Any, NoReturn
 
+import lightning.pytorch as pl
 import torch
 import yaml
-from jsonargparse import ArgumentParser, Namespace, set_parsing_settings
-from jsonargparse._common import debug_mode_active
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, set_parsing_settings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 import mgan_lightning.data  # noqa: F401  (registers the DataModules for short names)
@@ -32,7 +32,12 @@ from mgan_lightning.callbacks.checkpoint import GeneratorStepCheckpoint
 from mgan_lightning.callbacks.evaluation import SampleEvaluation
 from mgan_lightning.callbacks.mode_coverage import ModeCoverageEvaluation
 from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
-from mgan_lightning.cli_checks import accelerator_problem, devices_problem, unwritable_folder
+from mgan_lightning.cli_checks import (
+    accelerator_problem,
+    devices_problem,
+    gan_strategy,
+    unwritable_folder,
+)
 from mgan_lightning.cli_predict import (
     PREDICT_DESCRIPTION,
     PredictOptions,
@@ -50,19 +55,15 @@ from mgan_lightning.cli_resume import (
 )
 from mgan_lightning.data.base import GANDataModule, fingerprint_mismatch
 from mgan_lightning.data.slots import sample_slot_loader
-from mgan_lightning.divergence import DivergenceError
+from mgan_lightning.errors import DivergenceError, InputError, load_error_summary
 from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.peer_failure import (
     is_peer_failure,
     peer_failure_message,
     watch_parent_process,
 )
-from mgan_lightning.validation import (
-    InputError,
-    checkpoint_mismatch,
-    distil_parse_error,
-    load_error_summary,
-)
+from mgan_lightning.private_api import LightningCLIHooks, option_actions
+from mgan_lightning.validation import checkpoint_mismatch, distil_parse_error, import_class
 
 # Our checkpoints are meant to hold the state after a whole D+G step; Lightning's
 # warning about manual optimisation and every_n_train_steps says exactly that.
@@ -104,6 +105,11 @@ def _debug() -> bool:
     return bool(os.environ.get("JSONARGPARSE_DEBUG") or os.environ.get("MGAN_DEBUG"))
 
 
+def _jsonargparse_debug() -> bool:
+    """jsonargparse's debug mode (``JSONARGPARSE_DEBUG``): it raises instead of exiting."""
+    return os.environ.get("JSONARGPARSE_DEBUG", "").lower() not in ("", "false")
+
+
 class MGANArgumentParser(LightningArgumentParser):
     """Lightning's parser, whose errors are one short message, ``mgan fit: error: <message>``,
     then exit status 2. jsonargparse prints the whole usage (about 50 lines) first and nests a
@@ -114,10 +120,10 @@ class MGANArgumentParser(LightningArgumentParser):
     given_args: list[str] = []  # the command line, for "unrecognized arguments" (set by MGANCLI)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error or debug_mode_active():
+        if not self.exit_on_error or _jsonargparse_debug():
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        options = self._option_actions()
+        options = option_actions(self)
         short = distil_parse_error(message, options, self._unknown_given(options))
         if "required" in short and ".model" in short:
             short += "; give --config FILE, or --ckpt_path X alone to use the run X was saved by"
@@ -128,12 +134,6 @@ class MGANArgumentParser(LightningArgumentParser):
         prog = (parser or self).prog.replace(" [options]", "")
         sys.stderr.write(f"{prog}: error: {message}\n")
         self.exit(2)
-
-    def _option_actions(self) -> dict[str, Any]:
-        """Every option string of this parser and its subcommands' parsers, with its action."""
-        subcommands = getattr(self, "_subcommands_action", None)
-        parsers = [self, *(subcommands._name_parser_map.values() if subcommands else [])]
-        return {o: a for p in parsers for o, a in p._option_string_actions.items()}
 
     def _unknown_given(self, actions: dict[str, Any]) -> list[str]:
         """Options on the command line that no parser knows (``--model.init_args.x`` counts as
@@ -177,23 +177,36 @@ class SaveAndLogConfig(SaveConfigCallback):
             logger.experiment.config.update(resolved, allow_val_change=True)
 
 
-class MGANCLI(LightningCLI):
+class MGANCLI(LightningCLIHooks):
     """LightningCLI in subclass mode; the data tells the model its sample shape.
 
     Any LightningModule whose ``__init__`` takes ``sample_shape`` can be trained: the GAN
     methods, and helpers such as the Stacked-MNIST digit classifier."""
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """Lightning's parser (with its ``--config``) as :class:`MGANArgumentParser`, whose
+        errors are one line (Lightning >= 2.5.5 also takes ``parser_class``; this serves
+        every release)."""
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = MGANArgumentParser(**kwargs)
+        parser.add_argument(
+            "-c", "--config", action=ActionConfigFile,
+            help="Path to a configuration file in json or yaml format.",
+        )  # fmt: skip
+        return parser
+
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         """Parse, then check ``--ckpt_path`` before Lightning unpickles it, so a damaged file
         gives one clear line instead of torch's unpickling traceback, and a checkpoint of
-        another method or of data of another shape is refused naming both."""
+        another method or of data of another shape is refused naming both; then the
+        arguments given at resume against the checkpoint's (:meth:`check_resume_arguments`)."""
         given = sys.argv[1:] if args is None else args
         if isinstance(parser, MGANArgumentParser) and isinstance(given, (list, tuple)):
             parser.given_args = [str(a) for a in given]
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         # errors name the subcommand ("mgan test: error: ...")
-        fail = (getattr(self, "_subcommand_parsers", {}).get(subcommand) or parser).error
+        fail = (self.subcommand_parser(subcommand) or parser).error
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         problem = checkpoint_problem(str(ckpt_path)) if ckpt_path else None
         if problem:
@@ -208,6 +221,7 @@ class MGANCLI(LightningCLI):
             )
             if problem:
                 fail(f"--ckpt_path: {problem}")
+        self.check_resume_arguments()
 
     @staticmethod
     def _checkpoint_mismatch(path: str, config: Namespace, evaluating: bool) -> str | None:
@@ -222,11 +236,9 @@ class MGANCLI(LightningCLI):
         data = config.get("data")
         if isinstance(data, Namespace) and data.get("class_path"):
             try:
-                from jsonargparse._util import import_object
-
                 init_args = data.get("init_args")
                 kwargs = init_args.as_dict() if isinstance(init_args, Namespace) else {}
-                datamodule = import_object(data.class_path)(**kwargs)
+                datamodule = import_class(data.class_path)(**kwargs)
                 data_shape = getattr(datamodule, "sample_shape", None)
                 data_name = type(datamodule).__name__
                 fingerprint = getattr(datamodule, "fingerprint", lambda: None)()
@@ -243,12 +255,13 @@ class MGANCLI(LightningCLI):
                 )
         return problem
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning replaces the model's configuration by the checkpoint's hyperparameters,
-        dropping every ``--model.*`` given at resume; here the configuration given now wins
-        (:mod:`mgan_lightning.cli_resume`): fields that shape the networks must match the
-        checkpoint (refused otherwise, naming both values) and, at ``fit``, the fields that
-        changed are listed in one line."""
+    def check_resume_arguments(self) -> None:
+        """Lightning (>= 2.5.5) replaces the model's configuration by the checkpoint's
+        hyperparameters, dropping every ``--model.*`` given at resume; here the configuration
+        given now wins (:mod:`mgan_lightning.cli_resume`; Lightning's replacement is not done:
+        :class:`~mgan_lightning.private_api.LightningCLIHooks`): fields that shape the
+        networks must match the checkpoint (refused otherwise, naming both values) and, at
+        ``fit``, the fields that changed are listed in one line."""
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else None
         ckpt_path = config.get("ckpt_path") if config else None
@@ -259,9 +272,7 @@ class MGANCLI(LightningCLI):
         model = config.get("model")
         if not isinstance(model, Namespace) or not isinstance(model.get("init_args"), Namespace):
             return
-        from jsonargparse._util import import_object
-
-        method = import_object(model.class_path)
+        method = import_class(model.class_path)
         fixed = tuple(getattr(method, "fixed_hparams", ()))
         refused, changed = compare_hparams(saved, model.init_args.as_dict(), fixed)
         if refused:
@@ -282,9 +293,8 @@ class MGANCLI(LightningCLI):
 
     def _refuse(self, message: str) -> NoReturn:
         """End the command with ``mgan <subcommand>: error: <message>`` and status 2."""
-        parsers = getattr(self, "_subcommand_parsers", {})
         subcommand = getattr(self, "subcommand", None) or self.config.get("subcommand")
-        parser = parsers.get(subcommand) if subcommand else None
+        parser = self.subcommand_parser(subcommand)
         if isinstance(self.parser, MGANArgumentParser):
             self.parser.refuse(message, parser)
         (parser or self.parser).error(message)
@@ -308,12 +318,12 @@ class MGANCLI(LightningCLI):
                 cause = cause.__cause__ or cause.__context__
             self._refuse(str(innermost))
 
-    def _run_subcommand(self, subcommand: str) -> None:
+    def run_subcommand(self, subcommand: str) -> None:
         """Run; training that diverged (:class:`~mgan_lightning.divergence.DivergenceError`)
         ends the command with its message alone and exit code 1, not a traceback. Set
         ``MGAN_DEBUG=1`` to get the traceback."""
         try:
-            super()._run_subcommand(subcommand)
+            super().run_subcommand(subcommand)
         except DivergenceError as error:
             if _debug():
                 raise
@@ -336,10 +346,12 @@ class MGANCLI(LightningCLI):
             self._refuse(f"--ckpt_path: {ckpt_path} does not fit the model: {summary}")
 
     def before_instantiate_classes(self) -> None:
-        """Check the Trainer's settings (one line each, nothing built yet) and put the
-        length on the generator-step clock: ``trainer.max_steps`` counts generator steps
-        here, as everything else a user reads does; the model gets it as
-        ``max_generator_steps`` (the smaller of the two when both are given)."""
+        """Check the Trainer's settings (one line each, nothing built yet); a GAN run on
+        several devices or nodes gets DDP that looks for unused parameters
+        (:func:`~mgan_lightning.cli_checks.gan_strategy`); put the length on the
+        generator-step clock: ``trainer.max_steps`` counts generator steps here, as
+        everything else a user reads does; the model gets it as ``max_generator_steps`` (the
+        smaller of the two when both are given)."""
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
@@ -354,18 +366,20 @@ class MGANCLI(LightningCLI):
         ):
             if problem:
                 self._refuse(problem)
-        if subcommand == "fit" and self._is_gan_method(config):
-            self._length_in_generator_steps(config)
+        if self._is_gan_method(config):
+            trainer.strategy = gan_strategy(
+                trainer.get("strategy"), trainer.get("devices"), trainer.get("num_nodes")
+            )
+            if subcommand == "fit":
+                self._length_in_generator_steps(config)
 
     @staticmethod
     def _is_gan_method(config: Namespace) -> bool:
         model = config.get("model")
         if not isinstance(model, Namespace) or not model.get("class_path"):
             return False
-        from jsonargparse._util import import_object
-
         try:
-            return issubclass(import_object(model.class_path), GANMethod)
+            return issubclass(import_class(model.class_path), GANMethod)
         except Exception:
             return False
 
@@ -391,7 +405,8 @@ class MGANCLI(LightningCLI):
         data know their modes, the mode-coverage evaluation. Every checkpoint keeps the
         run's configuration (:class:`SaveAndLogConfig`)."""
         subcommand = self.subcommand
-        config = self.config_init[subcommand]["trainer"] if subcommand else {}
+        # build_cli(run=False) has no subcommand: the trainer section is at the top then
+        config = (self.config_init[subcommand] if subcommand else self.config_init)["trainer"]
         listed = config.get("callbacks") or []
         callbacks = list(listed) if isinstance(listed, list) else [listed]
         if config.get("enable_progress_bar") is not False and not _has(callbacks, ProgressBar):
@@ -461,12 +476,12 @@ class MGANCLI(LightningCLI):
         if verbose and self.trainer.is_global_zero:
             print(console.results_table(results, "validation metric"), flush=True)
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
+    def prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs):
         """Lightning's parser of ``subcommand``; ``predict`` gets its own flags
         (:mod:`mgan_lightning.cli_predict`), the other subcommands stay as they are."""
         if subcommand == "predict":
             kwargs["description"] = PREDICT_DESCRIPTION
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        parser = super().prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
             add_predict_arguments(parser)
         return parser
@@ -526,6 +541,8 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
     Interpolations such as ``${trainer.default_root_dir}`` are resolved after the command
     line is applied (jsonargparse's ``omegaconf+`` mode), so overrides reach them too."""
     watch_parent_process()  # a DDP worker whose launcher died ends instead of waiting
+    # Each subcommand's config is resolved under its own root (``fit.trainer...``): absolute
+    # ``${trainer.default_root_dir}`` paths are read relative to it (jsonargparse >= 4.42).
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return MGANCLI(
         LightningModule,
@@ -536,7 +553,6 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf+", "description": description()},
         trainer_defaults={"max_epochs": -1},
-        parser_class=MGANArgumentParser,
         seed_everything_default=0,
         args=args,
         run=run,

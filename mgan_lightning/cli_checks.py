@@ -62,6 +62,35 @@ def devices_problem(accelerator: Any, devices: Any, num_nodes: Any = 1) -> str |
     return None
 
 
+#: The strategy the ``mgan`` command asks for when a run spans several processes: DDP that
+#: looks for unused parameters (a GAN's D step leaves G's parameters without gradient, and a
+#: G step D's, which the default DDP reducer reports as an error).
+DDP_STRATEGY = "ddp_find_unused_parameters_true"
+
+
+def gan_strategy(strategy: Any, devices: Any, num_nodes: Any = 1) -> Any:
+    """``trainer.strategy`` for a GAN run: :data:`DDP_STRATEGY` where the config leaves the
+    choice to Lightning (``auto``) or asks for plain ``ddp`` and the run has more than one
+    device or node; otherwise ``strategy`` as given (a device count of ``auto``/``-1`` is
+    left to Lightning, and the model then tells its DDP strategy itself)."""
+    if strategy not in (None, "auto", "ddp"):
+        return strategy
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    else:
+        try:
+            count = int(devices)
+        except (TypeError, ValueError):
+            count = 1
+    try:
+        nodes = int(num_nodes or 1)
+    except (TypeError, ValueError):
+        nodes = 1
+    return DDP_STRATEGY if count > 1 or nodes > 1 else strategy
+
+
 def unwritable_folder(config: Any) -> str | None:
     """The first output folder in ``config`` (``default_root_dir``, a checkpoint's
     ``dirpath``, a logger's ``save_dir``) that cannot be created or written, in words. The

@@ -53,6 +53,9 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from mgan_lightning.errors import DivergenceError, NonFiniteLossError  # noqa: F401  (re-exported)
+from mgan_lightning.private_api import attached_trainer, last_saved_checkpoint
+
 if TYPE_CHECKING:
     from mgan_lightning.methods.base import GANMethod
 
@@ -83,15 +86,6 @@ DEFAULT_MAX_WEIGHT_NORM = 1e6
 #: end at most at 2.0 (2,500 samples of each of the 101 trained ``runs/benchmarks``
 #: checkpoints). Generators blown up by a learning rate far too high exceed 1e4.
 DEFAULT_MAX_SAMPLE_RATIO = 100.0
-
-
-class DivergenceError(FloatingPointError):
-    """Training diverged (a loss, the weights or the samples blew up); the run stops and
-    nothing of the diverged state is saved."""
-
-
-class NonFiniteLossError(DivergenceError):
-    """A loss became NaN or infinite; training stops before the weights are corrupted."""
 
 
 def total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -324,7 +318,7 @@ class DivergenceGuard:
         training state changes) to check the samples of the state about to be saved."""
         if self.error is not None:
             raise DivergenceError(f"Not saving a checkpoint of a diverged model. {self.error}")
-        trainer = module._trainer
+        trainer = attached_trainer(module)
         if (
             not self.enabled
             or self.data_scale is None
@@ -383,7 +377,7 @@ class DivergenceGuard:
             else "No checkpoint had been written; nothing of the diverged state was saved."
         )
         message = f"{where}. {advice.format(lrs=learning_rates(module))}. {saved}"
-        trainer = module._trainer
+        trainer = attached_trainer(module)
         if trainer is not None:
             for callback in trainer.checkpoint_callbacks:
                 if isinstance(callback, ModelCheckpoint):
@@ -411,11 +405,11 @@ def learning_rates(module: GANMethod) -> str:
 
 def latest_checkpoint(module: GANMethod) -> str:
     """The newest file the trainer's ModelCheckpoints wrote (``""``: none)."""
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     paths: Iterable[str] = ()
     if trainer is not None:
         paths = (
-            getattr(cb, "_last_checkpoint_saved", "") or cb.last_model_path or cb.best_model_path
+            last_saved_checkpoint(cb) or cb.last_model_path or cb.best_model_path
             for cb in trainer.checkpoint_callbacks
             if isinstance(cb, ModelCheckpoint)
         )
@@ -423,12 +417,12 @@ def latest_checkpoint(module: GANMethod) -> str:
 
 
 def _grad_scaler(module: GANMethod):
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     return getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
 
 
 def _world_size(module: GANMethod) -> int:
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     return int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
 
 

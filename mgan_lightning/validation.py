@@ -5,14 +5,14 @@ The ``mgan`` command (:mod:`mgan_lightning.cli`) prints these messages alone, as
 (``JSONARGPARSE_DEBUG=1`` gives the traceback). This module holds what that needs and can
 be tested on its own:
 
-- :class:`InputError`, the mark of an exception that means "the input cannot be used"
-  (missing or unreadable data files, a weights file of another network); the CLI reports
-  such an exception raised at any stage, even during ``trainer.fit``;
 - :func:`distil_parse_error`, which turns jsonargparse's nested union messages into the
   essential line (which key, which value, what is accepted, a close match for a typo);
-- :func:`load_error_summary`, the first mismatching tensor of a ``load_state_dict`` error;
 - :func:`checkpoint_mismatch`, a checkpoint made by another method or for data of another
   shape than the config's.
+
+The exceptions the CLI reports (:class:`~mgan_lightning.errors.InputError`, raised by the
+data, the metrics and the classifiers) and :func:`~mgan_lightning.errors.load_error_summary`
+live in :mod:`mgan_lightning.errors`, in the core; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -20,55 +20,18 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import pydoc
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-
-class InputError(Exception):
-    """Mixin of the exceptions that mean the user's input cannot be used (not a bug): the
-    CLI prints their message as one ``error:`` and exits with status 2."""
-
-
-class WeightsMismatchError(InputError, ValueError):
-    """A weights file whose tensors do not fit the network it is loaded into."""
-
-
-# ------------------------------------------------------------------ load_state_dict errors
-_SIZE = re.compile(
-    r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) "
-    r"from checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
+from mgan_lightning.errors import (  # noqa: F401  (re-exported: the CLI's names for them)
+    InputError,
+    WeightsMismatchError,
+    load_error_summary,
 )
-_KEYS = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: ((?:\"[^\"]*\"(?:, )?)+)")
-
-
-def _shape(text: str) -> str:
-    sizes = [s.strip() for s in text.split(",") if s.strip()]
-    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
-
-
-def load_error_summary(error: BaseException | str) -> str | None:
-    """The first mismatching tensor named by a ``load_state_dict`` error, in one line
-    (``None`` if ``error`` is not such an error). A shape mismatch is named before a
-    missing or unexpected tensor: it says the most about what differs."""
-    text = str(error)
-    if "Error(s) in loading state_dict" not in text:
-        return None
-    sizes = _SIZE.findall(text)
-    keys = {kind: re.findall(r"\"([^\"]*)\"", names) for kind, names in _KEYS.findall(text)}
-    problems = len(sizes) + sum(len(v) for v in keys.values())
-    more = f" ({problems - 1} more tensors differ)" if problems > 1 else ""
-    if sizes:
-        name, saved, model = sizes[0]
-        return (
-            f"tensor {name} is {_shape(saved)} in the file but {_shape(model)} in the model{more}"
-        )
-    if keys.get("Missing"):
-        return f"tensor {keys['Missing'][0]} is missing from the file{more}"
-    if keys.get("Unexpected"):
-        return f"the file has a tensor {keys['Unexpected'][0]} the model does not{more}"
-    return text.strip().splitlines()[0]
+from mgan_lightning.private_api import argument_names, subclass_paths
 
 
 # ------------------------------------------------------------------ checkpoints vs. config
@@ -79,10 +42,9 @@ def _short(class_path: str) -> str:
 def checkpoint_data_name(checkpoint: Mapping[str, Any]) -> str | None:
     """The DataModule a checkpoint was trained on, as far as it tells: Lightning stores the
     DataModule's state under its class name."""
-    from jsonargparse._typehints import get_all_subclass_paths
     from lightning.pytorch import LightningDataModule
 
-    names = {_short(p) for p in get_all_subclass_paths(LightningDataModule)}
+    names = {_short(p) for p in subclass_paths(LightningDataModule)}
     return next((key for key in checkpoint if key in names), None)
 
 
@@ -165,18 +127,26 @@ def _expected(kind: str) -> str:
     return f"a {named.group(1)}" if named else kind
 
 
+def import_class(path: str) -> Any:
+    """The object a dotted path names (``torch.optim.Adam``, ``pkg.Outer.Inner``): the
+    standard library's :func:`pydoc.locate`, raising ``ImportError`` where it finds none."""
+    found = pydoc.locate(path)
+    if found is None:
+        raise ImportError(f"cannot import {path!r}")
+    return found
+
+
 def accepted_arguments(class_path: str) -> list[str]:
     """The ``init_args`` names jsonargparse accepts for ``class_path`` (signatures followed
     through ``**kwargs`` as jsonargparse does); empty if that cannot be told."""
     try:
         from jsonargparse import ArgumentParser
-        from jsonargparse._util import import_object
 
-        cls = import_object(class_path)
+        cls = import_class(class_path)
         parser = ArgumentParser(exit_on_error=False)
         skip = {"params"} if _is_optimizer_like(cls) else set()
         parser.add_class_arguments(cls, fail_untyped=False, skip=skip)
-        names = {a.dest.split(".")[0] for a in parser._actions if a.dest not in ("help",)}
+        names = {d.split(".")[0] for d in argument_names(parser) if d not in ("help",)}
         return sorted(n for n in names if n and not n.startswith("_"))
     except Exception:  # no suggestion is better than an error while reporting one
         return []
@@ -217,10 +187,7 @@ def _class_candidates(base: str | None) -> list[str]:
     if not base:
         return []
     try:
-        from jsonargparse._typehints import get_all_subclass_paths
-        from jsonargparse._util import import_object
-
-        return list(get_all_subclass_paths(import_object(base)))
+        return subclass_paths(import_class(base))
     except Exception:
         return []
 
@@ -252,6 +219,10 @@ def _bad_class(key: str, class_path: str, detail: str, base: str | None) -> str:
         full = next(c for c in candidates if _short(c) == best)
         return f"{message}; did you mean {full}?"
     shorts = sorted({_short(c) for c in known} - {_short(base or "")})
+    if len(shorts) > 12:  # many imported (a user's project, tests): those of the module named
+        module = class_path.rsplit(".", 1)[0]
+        known = [c for c in known if c.rsplit(".", 1)[0] == module] or known
+        shorts = sorted({_short(c) for c in known} - {_short(base or "")})
     if shorts and len(shorts) <= 12:
         modules = {c.rsplit(".", 1)[0] for c in known if _short(c) in shorts}
         where = f" (in {modules.pop()})" if len(modules) == 1 else ""

@@ -7,10 +7,8 @@ import os
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mgan_lightning.checkpoint_io import (
     AtomicCheckpointIO,
@@ -23,9 +21,10 @@ from mgan_lightning.peer_failure import (
     peer_failure_message,
     report_peer_failure,
 )
+from mgan_lightning.private_api import ModelCheckpointHooks, is_local_path
 
 
-class GeneratorStepCheckpoint(ModelCheckpoint):
+class GeneratorStepCheckpoint(ModelCheckpointHooks):
     """:class:`ModelCheckpoint` that saves every ``every_n_generator_steps`` generator steps,
     whatever ``n_critic`` is (``every_n_train_steps`` counts optimizer steps: ``n_critic + 1``
     per generator step). File names carry the generator step (``gstep=...``) by default.
@@ -77,33 +76,28 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         per_step = getattr(pl_module, "optimizer_steps_per_generator_step", 1)
-        self._every_n_train_steps = self.every_n_generator_steps * per_step
+        self.set_every_n_train_steps(self.every_n_generator_steps * per_step)
         strategy = trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:  # the default, not a user's
             strategy.checkpoint_io = AtomicCheckpointIO()
-        if (
-            trainer.is_global_zero
-            and self.dirpath is not None
-            and _is_local_file_protocol(self.dirpath)
-        ):
+        if trainer.is_global_zero and self.dirpath is not None and is_local_path(self.dirpath):
             remove_stale_temp_files(str(self.dirpath))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.ckpt_path:  # until this run saves, a stopped process names this one
             note_checkpoint(str(trainer.ckpt_path))
 
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        super()._save_checkpoint(trainer, filepath)
+    def checkpoint_saved(self, trainer: Trainer, filepath: str) -> None:
         note_checkpoint(filepath)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """The state training ended in is saved whatever the cadence (as the epoch-end save
         did before a generator-step cadence turned it off)."""
-        if self.every_n_generator_steps and not self._should_skip_saving_checkpoint(trainer):
-            candidates = self._monitor_candidates(trainer)
+        if self.every_n_generator_steps and not self.should_skip_saving_checkpoint(trainer):
+            candidates = self.monitor_candidates(trainer)
             if self.monitor is None or self.monitor in candidates:
-                self._save_topk_checkpoint(trainer, candidates)
-            self._save_last_checkpoint(trainer, candidates)
+                self.save_topk_checkpoint(trainer, candidates)
+            self.save_last_checkpoint(trainer, candidates)
             return
         super().on_train_end(trainer, pl_module)
 
@@ -127,44 +121,44 @@ class GeneratorStepCheckpoint(ModelCheckpoint):
         super().on_exception(trainer, pl_module, exception)
 
     # ------------------------------------------------- crash-safe save_last="link"
-    def _link_checkpoint(self, trainer: Trainer, filepath: str, linkpath: str) -> None:  # type: ignore[override]
+    def link_checkpoint(self, trainer: Trainer, filepath: str, linkpath: str) -> None:
         """Lightning removes ``last.ckpt`` and then creates the link: a kill in between
         leaves none. Here the new link replaces the old one in one rename."""
         if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
-            if _is_local_file_protocol(linkpath):
+            if is_local_path(linkpath):
                 link_atomically(filepath, linkpath)
             else:
-                super()._link_checkpoint(trainer, filepath, linkpath)
+                super().link_checkpoint(trainer, filepath, linkpath)
                 return
         trainer.strategy.barrier()
 
-    def _remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+    def remove_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         """Keep the file ``last.ckpt`` links to until the link points elsewhere (Lightning
         saves and prunes the top-k files before it relinks ``last.ckpt``)."""
         if self.save_last == "link" and self._is_link_target(filepath):
             self._pending_removals.append(filepath)
             return
-        super()._remove_checkpoint(trainer, filepath)
+        super().remove_checkpoint(trainer, filepath)
 
-    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+    def save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
+        super().save_last_checkpoint(trainer, monitor_candidates)
         pending, self._pending_removals = self._pending_removals, []
         for filepath in pending:
             if self._is_link_target(filepath):  # still the target: keep it
                 continue
-            super()._remove_checkpoint(trainer, filepath)
+            super().remove_checkpoint(trainer, filepath)
 
     def _is_link_target(self, filepath: str) -> bool:
         last = self.last_model_path
         return bool(
             last
-            and _is_local_file_protocol(last)
+            and is_local_path(last)
             and os.path.islink(last)
             and os.path.realpath(last) == os.path.realpath(filepath)
         )
 
-    def _monitor_candidates(self, trainer: Trainer) -> dict:
-        candidates = super()._monitor_candidates(trainer)
+    def monitor_candidates(self, trainer: Trainer) -> dict:
+        candidates = super().monitor_candidates(trainer)
         step = getattr(trainer.lightning_module, "generator_steps_done", trainer.global_step)
         candidates["gstep"] = torch.tensor(step)
         return candidates

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info
 
-from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
 from mgan_lightning.methods.base import GANMethod
 from mgan_lightning.nets.modes import eval_mode
+from mgan_lightning.reporting import publish_metrics, report
 from mgan_lightning.rng import derive_seed
 
 
@@ -36,26 +35,6 @@ def generator_step(trainer: Trainer, pl_module: LightningModule) -> int:
     mirror, so reading it never waits for the device."""
     step = getattr(pl_module, "generator_steps_done", None)
     return int(step) if step is not None else trainer.global_step
-
-
-def publish_metrics(trainer: Trainer, metrics: dict[str, float], step: int) -> None:
-    """Send fit-time values to every logger at ``step`` and into ``callback_metrics`` (where
-    checkpoint monitors and the progress bar read them)."""
-    for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=step)
-    for name, value in metrics.items():
-        trainer.callback_metrics[name] = torch.tensor(value)
-
-
-def report(trainer: Trainer, text: str) -> None:
-    """Print ``text`` once (rank 0), above the progress bar when there is one."""
-    if trainer.global_rank != 0:
-        return
-    bar = trainer.progress_bar_callback
-    if isinstance(bar, GeneratorStepProgressBar) and bar.is_enabled:  # drawing right now
-        bar.print(text)
-    else:
-        rank_zero_info(text)
 
 
 class SampleEvaluation(Callback):

@@ -9,6 +9,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm.auto import tqdm
 
+from mgan_lightning.private_api import loggers_update_now
+
 
 class GeneratorStepProgressBar(ProgressBar):
     """One bar for the whole fit: generator step / total, rate, time left, and the latest
@@ -17,6 +19,9 @@ class GeneratorStepProgressBar(ProgressBar):
     false; it draws at most ``refresh_per_second`` times a second, so it costs next to nothing
     per step.
     """
+
+    #: :func:`mgan_lightning.reporting.report` prints above this bar while it draws.
+    prints_above_itself = True
 
     def __init__(self, refresh_per_second: float = 4.0) -> None:
         super().__init__()
@@ -74,7 +79,7 @@ class GeneratorStepProgressBar(ProgressBar):
         if done - bar.n > 0:
             bar.update(done - bar.n)  # redraws only after mininterval
         # New losses reach callback_metrics only on steps the loggers write.
-        if trainer._logger_connector.should_update_logs and done != self._shown_metrics:
+        if loggers_update_now(trainer) and done != self._shown_metrics:
             self._shown_metrics = done
             bar.set_postfix(self.loss_summary(trainer), refresh=False)
 

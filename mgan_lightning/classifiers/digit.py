@@ -22,7 +22,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
-from mgan_lightning.validation import InputError, WeightsMismatchError, load_error_summary
+from mgan_lightning.errors import InputError, WeightsMismatchError, load_error_summary
 
 DEFAULT_DIGIT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digit_cnn_mnist32.pt"
 

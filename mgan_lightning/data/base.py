@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from mgan_lightning.data.sampler import EpochBatchSampler, TrainBatches
 from mgan_lightning.data.slots import sample_slot_loader
+from mgan_lightning.private_api import batches_done_this_epoch
 from mgan_lightning.rng import run_seed
 
 # val_dataloader returns no loader during fit on purpose (see there); Lightning warns about it.
@@ -147,8 +148,7 @@ class GANDataModule(LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 0
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        return int(progress.ready)
+        return batches_done_this_epoch(trainer)
 
     def num_train_examples(self) -> int:
         """Size of the training split (set up on first use)."""

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from mgan_lightning.validation import InputError
+from mgan_lightning.errors import InputError
 
 
 class DataNotFoundError(InputError, FileNotFoundError):

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 
 from mgan_lightning.data.slots import slots_of
@@ -37,11 +36,18 @@ from mgan_lightning.divergence import (
     OnDivergence,
 )
 from mgan_lightning.latent import LatentPrior, NormalPrior
-from mgan_lightning.private_api import set_max_steps
 from mgan_lightning.methods.resume import ConfiguredOptimization, match_ema_to_model
 from mgan_lightning.nets.architecture import Architecture
 from mgan_lightning.nets.ema import averaged_copy, update_average
 from mgan_lightning.nets.mlp import MLP
+from mgan_lightning.private_api import (
+    attached_trainer,
+    is_last_batch_of_epoch,
+    lift_default_epoch_limit,
+    loggers_update_now,
+    set_max_steps,
+    tolerate_unused_parameters,
+)
 from mgan_lightning.rng import derive_seed, run_seed, seeded_generator
 from mgan_lightning.schedules import StepOrFraction, resolve_step
 
@@ -313,10 +319,11 @@ class GANMethod(LightningModule):
         """Before DDP wraps the model: let it tolerate alternating G/D updates; put the
         training length on the generator-step clock; fix the run's seed."""
         trainer = self.trainer
-        if isinstance(trainer.strategy, DDPStrategy):
-            # A D step leaves G's parameters without gradient (and a G step D's), which the
-            # default DDP reducer reports as an error; it must look for unused parameters.
-            trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+        # A D step leaves G's parameters without gradient (and a G step D's), which the
+        # default DDP reducer reports as an error; it must look for unused parameters. The
+        # mgan command asks for strategy ddp_find_unused_parameters_true itself; a Trainer
+        # built in Python with strategy="ddp" is told here.
+        tolerate_unused_parameters(trainer.strategy)
         if stage != "fit":
             return
         if self.run_seed is None:
@@ -331,8 +338,7 @@ class GANMethod(LightningModule):
             if trainer.max_steps != -1:
                 steps = min(steps, trainer.max_steps)
             set_max_steps(trainer, steps)
-            if trainer.max_epochs == 1000:  # Lightning's implicit default when max_steps was -1
-                trainer.fit_loop.max_epochs = -1
+            lift_default_epoch_limit(trainer)  # the length is in steps, not 1000 epochs
 
     def on_fit_start(self) -> None:
         """Prepare from the training data, once: after a checkpoint was restored (resuming
@@ -367,7 +373,8 @@ class GANMethod(LightningModule):
         n = self.prior.points_to_embed(self.sample_shape, self._train_size())
         examples = datamodule.subsample(n, seed=derive_seed(seed, "prior-examples"))
         generator = torch.Generator().manual_seed(derive_seed(seed, "prior-fit"))
-        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        trainer = attached_trainer(self)
+        device = trainer.strategy.root_device if trainer is not None else self.device
         self.prior.fit(examples.to(device), generator)
         return {k: v.cpu() for k, v in self.prior.state_dict().items()}
 
@@ -392,7 +399,7 @@ class GANMethod(LightningModule):
 
     def planned_generator_steps(self) -> int | None:
         """The generator step at which training stops, if it is fixed in steps."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is not None and trainer.max_steps > 0:  # set from max_generator_steps too
             return trainer.max_steps // self.optimizer_steps_per_generator_step
         return self.max_generator_steps
@@ -400,7 +407,7 @@ class GANMethod(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         self.divergence_guard.check_before_save(self)  # a diverged state is never saved
         checkpoint["mgan_run_seed"] = self.run_seed
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        datamodule = getattr(attached_trainer(self), "datamodule", None)
         if hasattr(datamodule, "fingerprint"):  # what the data were: checked at test/predict
             checkpoint["mgan_data"] = datamodule.fingerprint()  # type: ignore[union-attr]
 
@@ -521,7 +528,7 @@ class GANMethod(LightningModule):
         return self.generator_steps_done
 
     def _schedulers(self) -> list:
-        if self._trainer is None:
+        if attached_trainer(self) is None:
             return []
         schedulers = self.lr_schedulers()
         if schedulers is None:
@@ -537,13 +544,12 @@ class GANMethod(LightningModule):
         epoch's last batch and on the last step: the loggers receive exactly the same rows,
         and ``trainer.callback_metrics`` holds the same values at epoch ends and at the end.
         """
-        trainer = self._trainer
-        connector = getattr(trainer, "_logger_connector", None)
-        if trainer is None or connector is None or getattr(trainer, "fast_dev_run", False):
+        trainer = attached_trainer(self)
+        if trainer is None or getattr(trainer, "fast_dev_run", False):
             return True
-        return bool(
-            connector.should_update_logs
-            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        return (
+            loggers_update_now(trainer)
+            or is_last_batch_of_epoch(trainer)
             or 0 < trainer.max_steps <= self.global_step
         )
 

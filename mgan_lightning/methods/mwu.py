@@ -13,6 +13,8 @@ from mgan_lightning.metrics.mode_coverage import ModeCoverage
 from mgan_lightning.nets.buffers import take_saved_shapes
 from mgan_lightning.nets.independent import IndependentGenerators
 from mgan_lightning.nets.modes import eval_mode
+from mgan_lightning.private_api import clear_optimizer_state
+from mgan_lightning.reporting import publish_metrics, report
 from mgan_lightning.rng import derive_seed
 
 
@@ -314,7 +316,7 @@ class MWU(GAN):
         self.bank.set_trainable([t])
         self.fresh_critic(t)
         for optimizer in self.trainer.optimizers:
-            optimizer.state.clear()  # fresh Adam moments for the new networks
+            clear_optimizer_state(optimizer)  # fresh Adam moments for the new networks
 
     def fresh_critic(self, t: int) -> None:
         """New weights for D, drawn from a seed of (run seed, round): resumes exactly."""
@@ -340,9 +342,6 @@ class MWU(GAN):
         }
         row.update(self.new_generator_coverage(t))
         self.round_history.append(row)
-        # imported here: the callbacks package imports the methods
-        from mgan_lightning.callbacks.evaluation import publish_metrics, report
-
         step = self.generator_steps_done
         publish_metrics(self.trainer, row, step)
         text = ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in row.items())

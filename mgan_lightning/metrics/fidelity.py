@@ -38,8 +38,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from mgan_lightning.errors import InputError, WeightsMismatchError, load_error_summary
 from mgan_lightning.metrics.prdc import PRDC, flat_scores
-from mgan_lightning.validation import InputError, WeightsMismatchError, load_error_summary
 
 INCEPTION_WEIGHTS_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
