@@ -55,6 +55,12 @@ class LinearDecay(LRScheduler):
     its networks afresh in rounds, such as :class:`~mgan_lightning.methods.MWU` (``period`` =
     ``steps_per_round``).
 
+    Why not torch's ``SequentialLR([ConstantLR, LinearLR])``: its milestones are steps fixed
+    when the scheduler is built, so it cannot take fractions of a run whose length is known
+    only at fit start nor be told a new length when a resumed run is longer
+    (:meth:`set_run_length`); it has no ``period`` restart; and it is two nested schedulers
+    in every config and checkpoint instead of one class with two numbers.
+
     YAML::
 
         scheduler_g:

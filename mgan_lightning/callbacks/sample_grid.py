@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
+from torchvision.utils import make_grid
 
 from mgan_lightning.callbacks.evaluation import as_gan_method, eval_mode, generator_step
 from mgan_lightning.callbacks.image_logging import log_image
@@ -18,20 +20,20 @@ def grid_layout(images: torch.Tensor, padding: int = 2, pad_value: float = 1.0) 
     Row ``k`` holds generator ``k``'s ``n`` samples, left to right; ``padding`` pixels of
     ``pad_value`` (in [-1, 1]; 1 is white) separate and surround the tiles. Grey images
     (C = 1) are repeated to RGB. Tile ``(k, j)`` starts at pixel row
-    ``padding + k * (H + padding)`` and column ``padding + j * (W + padding)``.
+    ``padding + k * (H + padding)`` and column ``padding + j * (W + padding)``: torchvision's
+    ``make_grid`` with ``nrow=n`` (which returns a single tile unpadded, so one is padded
+    here).
     """
     if images.ndim != 5 or images.shape[2] not in (1, 3):
         raise ValueError(f"expected images (K, n, 1 or 3, H, W), got {tuple(images.shape)}")
     k, n, c, h, w = images.shape
-    images = images.detach().float().cpu().clamp(-1, 1)
+    tiles = images.detach().float().cpu().clamp(-1, 1).reshape(k * n, c, h, w)
     if c == 1:
-        images = images.expand(-1, -1, 3, -1, -1)
-    p = padding
-    canvas = torch.full((3, p + k * (h + p), p + n * (w + p)), float(pad_value))
-    for row in range(k):
-        for col in range(n):
-            top, left = p + row * (h + p), p + col * (w + p)
-            canvas[:, top : top + h, left : left + w] = images[row, col]
+        tiles = tiles.expand(-1, 3, -1, -1)
+    if k * n == 1:
+        canvas = F.pad(tiles[0], (padding,) * 4, value=float(pad_value))
+    else:
+        canvas = make_grid(tiles, nrow=n, padding=padding, pad_value=float(pad_value))
     pixels = ((canvas + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return pixels.permute(1, 2, 0).contiguous()
 

@@ -4,6 +4,13 @@ An IDX file is a 4-byte magic number ``0x00 0x00 <dtype code> <number of dims>``
 one big-endian uint32 per dimension, then the values in C order, big-endian. Reading it
 ourselves (instead of through ``torchvision.datasets.MNIST``) lets us use any folder that
 holds only some of the files, e.g. the MNIST test split alone.
+
+Why not torchvision's own reader (``torchvision.datasets.mnist.read_image_file`` /
+``read_label_file``): it opens the path with plain ``open``, so it cannot read the ``.gz``
+files MNIST is distributed as (they would have to be decompressed to disk first); it reads
+with ``strict=False``, so a truncated or padded file is not reported as such, and a bad
+header fails with a bare ``AssertionError`` that names no file. The data layer promises a
+message that says which file is wrong and how, and accepts either form (:func:`read_idx`).
 """
 
 from __future__ import annotations

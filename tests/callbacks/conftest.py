@@ -1,4 +1,5 @@
-"""A tiny image GAN and in-memory image data for the callback tests."""
+"""A tiny image GAN and in-memory image data (the library's RandomImages) for the callback
+tests."""
 
 from __future__ import annotations
 
@@ -7,25 +8,9 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
-from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
+from mgan_lightning.data import RandomImages
 from mgan_lightning.methods import GAN
 from mgan_lightning.nets import DCGAN
-
-
-class RandomImages(GANDataModule):
-    """``n`` fixed random images in [-1, 1] (train) and their first 16 (test)."""
-
-    def __init__(self, shape=(3, 16, 16), n: int = 64, batch_size: int = 16) -> None:
-        super().__init__(batch_size=batch_size)
-        self.sample_shape = tuple(shape)
-        g = torch.Generator().manual_seed(0)
-        x = torch.rand(n, *shape, generator=g) * 2 - 1
-        y = torch.zeros(n, dtype=torch.long)
-        self.train_set = TensorBatchDataset(x, y)
-        self.test_set = TensorBatchDataset(x[:16], y[:16])
-
-    def setup(self, stage=None) -> None:
-        pass
 
 
 def tiny_gan(shape=(3, 16, 16), k: int = 3) -> GAN:
@@ -49,7 +34,7 @@ def make_trainer(tmp_path, callbacks, generator_steps: int = 4, **kwargs) -> Tra
 
 @pytest.fixture
 def data() -> RandomImages:
-    return RandomImages()
+    return RandomImages(batch_size=16)
 
 
 @pytest.fixture

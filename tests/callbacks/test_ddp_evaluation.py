@@ -20,21 +20,9 @@ SCRIPT = textwrap.dedent(
     from torch import nn
     from lightning.pytorch import Trainer
     from mgan_lightning.callbacks import FidelityEvaluation, StackedMNISTEvaluation
-    from mgan_lightning.data.base import GANDataModule, TensorBatchDataset
+    from mgan_lightning.data import RandomImages
     from mgan_lightning.methods import GAN
     from mgan_lightning.nets import DCGAN
-
-
-    class RandomImages(GANDataModule):
-        def __init__(self):
-            super().__init__(batch_size=4)
-            self.sample_shape = (3, 16, 16)
-            x = torch.rand(40, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-            self.train_set = TensorBatchDataset(x, torch.zeros(40, dtype=torch.long))
-            self.test_set = TensorBatchDataset(x[:8], torch.zeros(8, dtype=torch.long))
-
-        def setup(self, stage=None):
-            pass
 
 
     if __name__ == "__main__":
@@ -50,7 +38,8 @@ SCRIPT = textwrap.dedent(
         trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False,
                           callbacks=[fid, modes], enable_checkpointing=False,
                           enable_progress_bar=False, enable_model_summary=False)
-        trainer.test(model, datamodule=RandomImages(), verbose=False)
+        trainer.test(model, datamodule=RandomImages(num_train=40, num_test=8, batch_size=4),
+                     verbose=False)
         metric = modes.metrics["all"]
         record = {
             "rank": trainer.global_rank,
