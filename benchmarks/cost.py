@@ -44,7 +44,7 @@ B. ``kscaling``: MGAN (``configs/<ring|stacked_mnist>/mgan.yaml``) with K = 1, 2
    DCGAN, which every K divides) against a single-generator GAN (its ``gan.yaml``, made to
    produce the same F fakes; the Stacked-MNIST configs share prior, networks and optimiser, so
    only the generators' number and the classifier differ). Seconds per 1,000 generator steps
-   as above, ratio to the GAN, in the parent process (no memory on CPU). Targets (issue):
+   as above, ratio to the GAN, in the parent process (no memory on CPU). Targets:
    K = 10 <= 1.05x, K = 50 <= 1.3x.
 
     OMP_NUM_THREADS=1 python benchmarks/cost.py                     # both parts, ~10 min
@@ -575,7 +575,7 @@ def kscaling_markdown(result: dict, meta: dict, args: argparse.Namespace) -> str
         f"F = {args.total_fakes['dcgan']}. MGAN's step includes its classifier head and "
         "loss; the GAN's does not.",
         "",
-        "## Targets (issue): K = 10 <= 1.05x, K = 50 <= 1.3x the single generator",
+        "## Targets: K = 10 <= 1.05x, K = 50 <= 1.3x the single generator",
         "",
         "| setting, K | target | wall ratio | met | CPU-time ratio | met |",
         "| --- | ---: | ---: | --- | ---: | --- |",
@@ -623,7 +623,7 @@ def kscaling_plot(result: dict, path: Path) -> None:
         ax.plot(ks, [r["cpu_seconds_per_1k_ratio"] for r in rows.values()], "s--", label="CPU")
         ax.axhline(1.0, color="grey", lw=0.8)
         for i, (k, bound) in enumerate(TARGETS.items()):
-            ax.plot([k], [bound], "rv", ms=10, label="target (issue)" if i == 0 else None)
+            ax.plot([k], [bound], "rv", ms=10, label="target" if i == 0 else None)
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("K generators (equal total fakes)")

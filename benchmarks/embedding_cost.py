@@ -6,7 +6,7 @@ pixels), each case runs in a fresh Python process: build the points, then time
 ``bourgain_embedding`` (embedding + scale, float32, CPU, default chunking and distance
 cache). Peak memory is the process's peak resident set size (``ru_maxrss``) and its growth
 over the resident size just before the call (the points themselves included in the first,
-not in the second). Targets (issue 9): n = 20,000 images under 60 s and 4 GiB.
+not in the second). Targets: n = 20,000 images under 60 s and 4 GiB.
 
     python benchmarks/embedding_cost.py                 # all six cases, torch threads = 2
     python benchmarks/embedding_cost.py --threads 1 --sizes 1000 5000
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     lines += [
         "",
-        "For reference (issue 9, measured on this machine): the authors' code took 62-83 s "
+        "For reference (measured on this machine): the authors' code took 62-83 s "
         "and 12.8 GB for n = 20,000 2D points.",
         "",
         f"Reproduce: `{result['command']}`",

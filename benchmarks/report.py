@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
-# Published rows, quoted from METHODS.md, not rerun: name -> (source, values), values being
+# Published rows, quoted from the papers' tables, not rerun: name -> (source, values), values being
 # (modes, s.e.), (high-quality %, s.e.), (reverse KL, s.e.), None where the paper gives none.
 Stat = tuple[float, float | None] | None
 PACGAN = "PacGAN Table 1"
@@ -44,7 +44,7 @@ PUBLISHED: dict[str, dict[str, tuple[str, tuple[Stat, Stat, Stat]]]] = {
         "VEEGAN": (VEEGAN, ((24.6, None), (40.0, None), None)),
     },
 }
-# The targets of the benchmark report (issue 13): every seed covers every mode, and the
+# The targets of the benchmark report: every seed covers every mode, and the
 # mean high quality and reverse KL reach these.
 TARGETS = {"ring": (97.0, 0.03), "grid": (95.0, 0.03)}
 DATA_TITLES = {
@@ -159,8 +159,8 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
         "high-quality samples over modes || uniform). Mean ± standard error over seeds.",
         "",
         "Rows marked **published** are copied from PacGAN Table 1 (Lin et al. 2018; 10 trials "
-        "each) and VEEGAN Table 1 (Srivastava et al. 2017; modes and high quality only) via "
-        "METHODS.md and were not rerun here. Their budget, from the authors' configs "
+        "each) and VEEGAN Table 1 (Srivastava et al. 2017; modes and high quality only) and "
+        "were not rerun here. Their budget, from the authors' configs "
         "(fjxmlzn/PacGAN, synthetic_data_experiments): a 4x400 ReLU+BN generator, a 3x200 "
         "maxout (5 pieces) discriminator, z = 2, Adam lr 1e-4 (beta1 0.8), batch 100, 400 "
         "epochs of 100,000 points (400,000 iterations). Our rows use the budget in their own "

@@ -38,7 +38,7 @@ class MIMGAN(MGAN):
     method (K generators, one classifier, one discriminator; the mutual information
     between each generator and every other one, computed from the classifier's
     probabilities, is added to that generator's loss and minimised), but we found
-    neither its formulas nor code. Our reading (METHODS.md):
+    neither its formulas nor code. Our reading:
 
         z ~ prior, the same z_1..z_n fed to every generator
         Y_k(z) = softmax(C(G_k(z)))              C's soft category of G_k's sample
