@@ -76,6 +76,7 @@ def test_config_trains_through_the_cli(tmp_path, monkeypatch):
             "--trainer.fast_dev_run=2",
             f"--trainer.default_root_dir={tmp_path}",
             "--data.init_args.batch_size=16",
+            f"--data.init_args.data_root={MNIST_DIR}",  # the config's data/mnist is the user's
         ]
     )
     assert isinstance(cli.model, DigitClassifier)
