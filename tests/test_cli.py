@@ -296,3 +296,25 @@ def test_console_script_fit(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert "Mode coverage at generator step 2" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "strategy, devices, num_nodes, expected",
+    [
+        ("auto", 2, 1, "ddp_find_unused_parameters_true"),
+        ("ddp", "2", 1, "ddp_find_unused_parameters_true"),
+        (None, [0, 1], 1, "ddp_find_unused_parameters_true"),
+        ("auto", "0,1", 1, "ddp_find_unused_parameters_true"),
+        ("auto", 1, 2, "ddp_find_unused_parameters_true"),
+        ("auto", 1, 1, "auto"),
+        ("auto", "auto", 1, "auto"),  # Lightning counts; the model tells its DDP itself
+        ("ddp_spawn", 2, 1, "ddp_spawn"),  # the user's choice stays
+        ("fsdp", 2, 1, "fsdp"),
+    ],
+)
+def test_several_devices_get_ddp_that_finds_unused_parameters(
+    strategy, devices, num_nodes, expected
+) -> None:
+    from mgan_lightning.cli_checks import gan_strategy
+
+    assert gan_strategy(strategy, devices, num_nodes) == expected
