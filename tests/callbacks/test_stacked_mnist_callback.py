@@ -11,7 +11,7 @@ import torch
 from mgan_lightning.callbacks import FidelityEvaluation, StackedMNISTEvaluation
 from mgan_lightning.classifiers.digit import DigitClassifier
 from mgan_lightning.cli import build_cli
-from tests.mnist_data import needs_mnist
+from tests.mnist_data import MNIST_DIR, needs_mnist
 
 
 @pytest.fixture
@@ -69,8 +69,9 @@ CONFIG = "configs/stacked_mnist/gan.yaml"
 
 def stacked_cli(tmp_path, *extra: str):
     """What `mgan fit/test --config CONFIG ...` builds (run=False: no subcommand)."""
+    root = f"--data.init_args.data_root={MNIST_DIR}"  # the config's data/mnist is the user's
     cli = build_cli(
-        ["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", *extra], run=False
+        ["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", root, *extra], run=False
     )
     for callback in cli.trainer.callbacks:  # keep the evaluations small
         if isinstance(callback, StackedMNISTEvaluation):
