@@ -16,6 +16,7 @@ from mgan_lightning import losses, losses_pmgan
 from mgan_lightning.losses_pmgan import BALANCE_CHOICES, SHRINK_CHOICES, Balance, Shrink
 from mgan_lightning.methods.gan import GAN
 from mgan_lightning.nets.independent import IndependentGenerators
+from mgan_lightning.private_api import attached_trainer
 from mgan_lightning.rng import derive_seed
 from mgan_lightning.schedules import StepOrFraction, resolve_step
 
@@ -367,7 +368,7 @@ class PMGAN(GAN):
     def parallel_world(self) -> tuple[int, int]:
         """``(W, r)``: the processes sharing the generators and this one; ``(1, 0)`` when
         ``parallel_generators`` is off or there is one process."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if not self.parallel_generators or trainer is None:
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
