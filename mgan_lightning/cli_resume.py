@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import yaml
 
+from mgan_lightning.validation import import_class
+
 # Model arguments the CLI links from the data after parsing (their parsed value is a default;
 # the data's own check compares them: ``checkpoint_mismatch``).
 LINKED_FROM_DATA = ("sample_shape",)
@@ -119,10 +121,7 @@ def _prior_needs_data(prior: Any) -> bool:
     config = plain(prior)
     if not isinstance(config, dict) or "class_path" not in config:
         return False
-    from importlib import import_module
-
-    module, _, name = config["class_path"].rpartition(".")
     try:
-        return bool(getattr(getattr(import_module(module), name), "needs_data", False))
-    except (ImportError, AttributeError):
+        return bool(getattr(import_class(config["class_path"]), "needs_data", False))
+    except ImportError:
         return False
