@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -34,10 +35,20 @@ from mgan_lightning.callbacks import GeneratorStepRate
 from mgan_lightning.cli import build_cli
 from mgan_lightning.cli_resume import with_stored_config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import git_commit  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """HEAD, ``-dirty`` when tracked files differ from it (this script runs by its path, as
+    CI runs it, so it asks git itself rather than importing the harness)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
+    return (git("rev-parse", "HEAD").strip() or "unknown") + ("-dirty" if dirty else "")
+
+
 METHODS = ("gan", "mgan", "mimgan", "bourgan", "mwu", "pmgan")
 # The Stacked-MNIST MWU config of the papers' budget is mwu.yaml; mwu_cpu.yaml is the short one.
 CONFIG_NAMES = {("stacked_mnist", "mwu"): "mwu_cpu"}

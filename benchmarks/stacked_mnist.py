@@ -1,54 +1,34 @@
 """Stacked MNIST (1,000 modes): every method on equal terms, modes and KL under both rules.
 
-A suite is a folder of method configs that share networks, data and budget (``SUITES``). For
-every method config M of suite X (``configs/X/M.yaml``) and seed S the script runs what a user
-runs,
+A suite is a folder of method configs that share networks, data and budget (``SUITES``). Each
+method config M of suite X and seed S is one ``mgan fit --config configs/X/M.yaml
+--seed_everything=S`` through the harness (:mod:`benchmarks.harness`; runs under
+``runs/benchmarks/X_M/seedS``, reused when their effective configuration is unchanged). The
+figures are those the config's ``StackedMNISTEvaluation`` logged (26,000 samples; distinct
+triples and KL(histogram || uniform over 1,000) under the PacGAN rule ``all``, every
+predicted triple, and the MWU/AdaGAN rule ``confident``, all three digit confidences > 0.95),
+read from the run's ``metrics.csv``: the last evaluation, and the curve over generator steps.
+``--steps`` overrides every config's budget.
 
-    mgan fit --config configs/X/M.yaml --seed_everything=S
-             --trainer.default_root_dir=runs/benchmarks/X_M/seedS [--model...steps]
+    python -m benchmarks.stacked_mnist                        # 5 methods x 3 seeds
+    python -m benchmarks.stacked_mnist --suite stacked_mnist_weak_d
+    python -m benchmarks.stacked_mnist --methods gan mgan --seeds 0 --steps 500
 
-as a subprocess with one thread (at most ``--jobs`` at once), and reads the final
-``StackedMNISTEvaluation`` summary printed at the end of fit: distinct triples among 26,000
-samples and KL(histogram || uniform over 1,000), under the PacGAN rule ``all`` (every predicted
-triple counts) and the MWU/AdaGAN rule ``confident`` (all three digit confidences > 0.95). The
-curve of both over generator steps comes from the run's CSV log. Each config states its own
-budget in generator steps (the comparison configs share networks, data and budget); ``--steps``
-overrides it for all.
-
-    python benchmarks/stacked_mnist.py                        # 5 methods x 3 seeds
-    python benchmarks/stacked_mnist.py --suite stacked_mnist_weak_d
-    python benchmarks/stacked_mnist.py --methods gan mgan --seeds 1 --steps 500
-
-Writes ``benchmarks/results/X.json``, ``.md`` and ``.png`` after every finished run. Finished
-runs with the same config text and overrides are reused (``--force`` retrains).
+Writes ``benchmarks/results/X.json``, ``.md`` and ``.png`` after every finished run;
+``python -m benchmarks.report`` rewrites the ``.md`` from the JSON.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
-import json
 import math
-import os
-import platform
-import re
 import statistics
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import git_commit  # noqa: E402
+from benchmarks import harness
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 RULES = ("all", "confident")
-RULE_LINE = re.compile(
-    r"rule '(\w+)' .*?: modes (\d+)/1000, KL ([\d.naif-]+|undefined \([^)]*\)), counted ([\d.]+)%"
-)
 DEFAULT_METHODS = ("gan", "mgan", "mimgan", "bourgan", "mwu_cpu")
 # Each suite: its title and what its configs share (the configs' headers give the details).
 SUITES = {
@@ -87,123 +67,38 @@ def kl_cell(kl: float | None) -> str:
     return "undefined" if math.isnan(kl) else f"{kl:.2f}"
 
 
-def parse_summary(text: str) -> dict[str, dict[str, float]]:
-    """The rules of the last ``Stacked MNIST at generator step ...`` block in ``text``."""
-    final = text[text.rindex("Stacked MNIST at generator step") :]
-    return {
-        m.group(1): {
-            "modes": int(m.group(2)),
-            "kl": math.nan if m.group(3).startswith("undefined") else float(m.group(3)),
-            "counted_percent": float(m.group(4)),
+def score(method: str, run: harness.Run) -> dict[str, Any]:
+    """One run's final figures under both rules and its curve, from its ``metrics.csv``."""
+    steps = harness.logged(run.folder)
+    evaluated = [s for s in sorted(steps) if "stacked_mnist/all/modes" in steps[s]]
+    if not evaluated:
+        raise KeyError(f"stacked_mnist/all/modes never logged under {run.folder}")
+    last = steps[evaluated[-1]]
+    rules = {
+        rule: {
+            "modes": int(last[f"stacked_mnist/{rule}/modes"]),
+            "kl": last.get(f"stacked_mnist/{rule}/kl", math.nan),  # NaN: nothing counted
+            "counted_percent": round(100 * last[f"stacked_mnist/{rule}/counted"], 1),
         }
-        for m in RULE_LINE.finditer(final)
+        for rule in RULES
+        if f"stacked_mnist/{rule}/modes" in last
     }
-
-
-def read_curve(run_dir: Path) -> list[dict[str, float]]:
-    """Modes and KL of both rules at every evaluation the run logged (generator steps)."""
-    logs = sorted(run_dir.glob("logs/version_*/metrics.csv"))
-    if not logs:
-        return []
-    curve = []
-    with logs[-1].open() as f:
-        for row in csv.DictReader(f):
-            if not row.get("stacked_mnist/all/modes"):
-                continue
-            point = {"step": float(row["step"])}
-            for rule in RULES:
-                for key in ("modes", "kl"):
-                    value = row.get(f"stacked_mnist/{rule}/{key}")
-                    point[f"{rule}/{key}"] = float(value) if value else math.nan
-            curve.append(point)
-    return curve
-
-
-class Benchmark:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.run_root = Path(args.run_dir) if args.run_dir else ROOT / "runs" / "benchmarks"
-        self.out_dir = Path(args.out_dir)
-        self.suite = args.suite
-
-    def config(self, method: str) -> str:
-        """The method's config in this suite, relative to the repository root."""
-        return f"configs/{self.suite}/{method}.yaml"
-
-    def overrides(self) -> list[str]:
-        return (
-            [f"--model.init_args.max_generator_steps={self.args.steps}"] if self.args.steps else []
-        )
-
-    def command(self, method: str, seed: int, run_dir: Path) -> list[str]:
-        script = Path(sys.executable).with_name("mgan")
-        head = [str(script)] if script.exists() else [sys.executable, "-m", "mgan_lightning.cli"]
-        return [
-            *head, "fit", "--config", self.config(method),
-            f"--seed_everything={seed}", f"--trainer.default_root_dir={run_dir}",
-            *self.overrides(),
-        ]  # fmt: skip
-
-    def config_hash(self, method: str) -> str:
-        text = (ROOT / self.config(method)).read_text()
-        return hashlib.sha256((text + "\0" + "\0".join(self.overrides())).encode()).hexdigest()[:16]
-
-    def run(self, method: str, seed: int) -> dict:
-        run_dir = self.run_root / f"{self.suite}_{method}" / f"seed{seed}"
-        record_path = run_dir / "stacked_mnist.json"
-        digest = self.config_hash(method)
-        if record_path.exists() and not self.args.force:
-            record = json.loads(record_path.read_text())
-            if record.get("config_hash") == digest:
-                record["reused"] = True
-                record["run_dir"] = str(run_dir)
-                return record
-        command = self.command(method, seed, run_dir)
-        threads = str(self.args.threads)
-        env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        start = time.time()
-        out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.time() - start
-        (run_dir / "train.log").write_text(out.stdout + out.stderr)
-        if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
-        curve = read_curve(run_dir)
-        record = {
-            "method": method,
-            "seed": seed,
-            "config": self.config(method),
-            "config_hash": digest,
-            "run_dir": str(run_dir),
-            "generator_steps": int(curve[-1]["step"]) if curve else None,
-            "wall_seconds": wall,
-            "threads": self.args.threads,
-            "command": "mgan " + " ".join(command[command.index("fit") :]),
-            "git_commit": git_commit(),
-            "rules": parse_summary(out.stdout + out.stderr),
-            "curve": curve,
+    curve = [
+        {"step": float(s)}
+        | {
+            f"{r}/{k}": steps[s].get(f"stacked_mnist/{r}/{k}", math.nan)
+            for r in RULES
+            for k in ("modes", "kl")
         }
-        record_path.write_text(json.dumps(record, indent=2) + "\n")
-        return record
-
-    def main(self) -> None:
-        missing = [
-            self.config(m) for m in self.args.methods if not (ROOT / self.config(m)).exists()
-        ]
-        if missing:
-            raise SystemExit(f"no such config: {', '.join(missing)}; check --suite and --methods")
-        jobs = [(m, s) for s in range(self.args.seeds) for m in self.args.methods]
-        results: list[dict] = []
-        with ThreadPoolExecutor(max_workers=self.args.jobs) as pool:
-            for record in pool.map(lambda job: self.run(*job), jobs):
-                results.append(record)
-                seeds = f"seed {record['seed']}" + (" (reused)" if record.get("reused") else "")
-                cells = ", ".join(
-                    f"{rule}: {r['modes']} modes, KL {kl_cell(r['kl'])}"
-                    for rule, r in record["rules"].items()
-                )
-                print(f"{record['method']} {seeds}: {cells}", flush=True)
-                write(results, self.args, self.out_dir)
+        for s in evaluated
+    ]
+    return {
+        "method": method,
+        "generator_steps": evaluated[-1],
+        "rules": rules,
+        "curve": curve,
+        "command": run.command,
+    } | run.record()
 
 
 # ------------------------------------------------------------------ report
@@ -240,26 +135,18 @@ def summarise(results: list[dict]) -> dict[str, dict]:
     return summary
 
 
-def write(results: list[dict], args: argparse.Namespace, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suite = getattr(args, "suite", DEFAULT_SUITE)
+def write(results: list[dict], suite: str, settings: dict[str, Any], out_dir: Path) -> None:
     summary = summarise(results)
     payload = {
-        "command": "python benchmarks/stacked_mnist.py " + " ".join(sys.argv[1:]),
-        "settings": {k: v for k, v in vars(args).items()},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
-        "git_commit": git_commit(),
+        "settings": settings,
+        "provenance": harness.provenance(settings["threads"]),
         "summary": summary,
         "runs": results,
     }
-    (out_dir / f"{suite}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot_name = plot(results, out_dir / f"{suite}.png")
-    samples_name = sample_sheet(results, out_dir / f"{suite}_samples.png")
-    text = markdown(results, summary, plot_name, suite)
-    if samples_name:
-        text += f"\n![final samples, seed 0, one row per generator]({samples_name})\n"
-    (out_dir / f"{suite}.md").write_text(text)
+    harness.write_json(out_dir / f"{suite}.json", payload)
+    plot(results, out_dir / f"{suite}.png")
+    sample_sheet(results, out_dir / f"{suite}_samples.png")
+    (out_dir / f"{suite}.md").write_text(markdown(payload, suite))
 
 
 def sample_sheet(results: list[dict], path: Path) -> str | None:
@@ -290,12 +177,10 @@ def sample_sheet(results: list[dict], path: Path) -> str | None:
     return path.name
 
 
-def markdown(
-    results: list[dict],
-    summary: dict[str, dict],
-    plot_name: str | None,
-    suite: str = DEFAULT_SUITE,
-) -> str:
+def markdown(payload: dict[str, Any], suite: str = DEFAULT_SUITE) -> str:
+    """The suite's table from its JSON: means over seeds beside the published rows, every
+    run, the plots and the command."""
+    results, summary = payload["runs"], payload["summary"]
     steps = sorted({r["generator_steps"] for r in results if r.get("generator_steps")})
     title, shared = SUITES[suite]
     lines = [
@@ -349,17 +234,17 @@ def markdown(
             f"{a.get('modes')} | {kl_cell(a.get('kl'))} | {c.get('modes')} | "
             f"{kl_cell(c.get('kl'))} | {c.get('counted_percent')}% | {r['wall_seconds']:.0f} |"
         )
-    if plot_name:
-        lines += ["", f"![modes vs generator steps]({plot_name})"]
-    command = "python benchmarks/stacked_mnist.py" + (
-        "" if suite == DEFAULT_SUITE else f" --suite {suite}"
-    )
-    lines += ["", f"Reproduce: `{command}` (each run below):", ""]
+    lines += ["", f"![modes vs generator steps]({suite}.png)"]
+    lines += ["", f"![final samples, seed 0, one row per generator]({suite}_samples.png)"]
+    command = "python -m benchmarks.stacked_mnist --methods " + " ".join(summary)
+    if suite != DEFAULT_SUITE:
+        command += f" --suite {suite}"
+    commit = payload.get("provenance", {}).get("git", {}).get("commit") or payload.get("git_commit")
+    lines += ["", f"Reproduce: `{command}` (commit {str(commit)[:10]}; each run below):", ""]
     lines += [f"- `{r['command']}`" for r in results]
     lines += [
         "",
-        "Wall times: one thread per run on a 2-core CPU that other jobs shared; not speed "
-        "figures (see `cost.md`).",
+        "Wall times: one thread per run on a 2-core CPU that other jobs shared; not speed figures.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -399,19 +284,34 @@ def plot(results: list[dict], path: Path) -> str | None:
     return path.name
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    own, overrides = harness.split_overrides(sys.argv[1:] if argv is None else argv)
+    p = harness.parser(__doc__.splitlines()[0])
+    p.set_defaults(seeds=[0, 1, 2])
     p.add_argument("--suite", choices=sorted(SUITES), default=DEFAULT_SUITE)
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="override every config's budget")
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--force", action="store_true", help="retrain finished runs")
-    p.add_argument("--run-dir", default=None, help="default runs/benchmarks")
-    p.add_argument("--out-dir", default=str(RESULTS))
-    Benchmark(p.parse_args(argv)).main()
+    p.add_argument("--out-dir", type=Path, default=harness.RESULTS)
+    args = p.parse_args(own)
+    if args.steps:
+        overrides = [f"--model.init_args.max_generator_steps={args.steps}", *overrides]
+    settings = {"suite": args.suite, "methods": args.methods, "seeds": args.seeds}
+    settings |= {"steps": args.steps, "overrides": overrides, "threads": args.threads}
+    results: list[dict] = []
+    for seed in args.seeds:
+        for method in args.methods:
+            config = f"configs/{args.suite}/{method}.yaml"
+            name = f"{args.suite}_{method}"
+            run = harness.fit(name, config, seed, overrides, args.threads, args.force, args.runs)
+            results.append(score(method, run))
+            cells = ", ".join(
+                f"{rule}: {r['modes']} modes, KL {kl_cell(r['kl'])}"
+                for rule, r in results[-1]["rules"].items()
+            )
+            print(f"{method} seed {seed}{' (reused)' if run.reused else ''}: {cells}", flush=True)
+            write(results, args.suite, settings, args.out_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

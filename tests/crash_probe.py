@@ -1,6 +1,6 @@
-"""What the crash tests (and ``benchmarks/kill_resume.py``) add to a real ``mgan fit``: a
-callback that reports progress and process ids to files, a checkpoint writer slow enough to be
-killed in the middle of a write, and the kill / resume trial itself.
+"""What the crash tests add to a real ``mgan fit``: a callback that reports progress and
+process ids to files, a checkpoint writer slow enough to be killed in the middle of a write,
+and the kill / resume trial itself.
 
 Inside the training process (by class path, ``PYTHONPATH`` = the repository):
 

@@ -1,7 +1,7 @@
 """Bad input is refused up front with one short message that names the field, the value and
 what is allowed: no usage dump, no traceback, exit status 2 (mgan_lightning.validation and
-the parser/runner hooks of mgan_lightning.cli). benchmarks/bad_input.py runs the same cases
-through the real ``mgan`` command and records what it prints."""
+the parser/runner hooks of mgan_lightning.cli). ``benchmarks/results/bad_input.md`` lists what
+the real ``mgan`` command printed for the same cases."""
 
 from __future__ import annotations
 

@@ -1,0 +1,119 @@
+"""The benchmark harness, run as a user runs it (``python -m benchmarks.<protocol>``): a short
+``mgan fit`` per seed, its figures read from the run's logger files, the run reused while its
+effective configuration is unchanged and trained again when it changes; and the report
+regenerating every committed table from the committed JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+# PRDC on: the evaluation the config's ModeCoverageEvaluation would do, on fewer samples.
+PRDC_CALLBACKS = """\
+trainer:
+  callbacks:
+    - class_path: mgan_lightning.callbacks.ModeCoverageEvaluation
+      init_args: {every_n_steps: 10, num_samples: 400, plot: false, prdc: true}
+"""
+
+
+def protocol(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def coverage(tmp: Path, out: str, *fit_args: str) -> dict:
+    done = protocol(
+        "coverage", "--config", "configs/ring/gan.yaml", "--seeds", "3", "--runs",
+        str(tmp / "runs"), "--out", str(tmp / out), "--", "--config", str(tmp / "prdc.yaml"),
+        "--trainer.enable_progress_bar=false", *fit_args,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((tmp / out).read_text())
+
+
+@pytest.mark.slow
+def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: Path) -> None:
+    (tmp_path / "prdc.yaml").write_text(PRDC_CALLBACKS)
+    steps = "--model.init_args.max_generator_steps=20"
+    first = coverage(tmp_path, "a.json", steps)
+    (record,) = first["per_seed"]
+    assert record["seed"] == 3 and record["generator_steps"] == 20
+    assert record["reused"] is False and record["total_modes"] == 8
+    assert 0 <= record["modes"] <= 8 and 0 <= record["high_quality"] <= 1
+    assert set(record["prdc"]) >= {"precision", "recall", "density", "coverage"}
+    assert "prdc_density" in first["summary"]
+    run = ROOT / record["run_dir"] if not Path(record["run_dir"]).is_absolute() else None
+    folder = run or Path(record["run_dir"])
+    assert (folder / "effective_config.yaml").exists()
+    # the figures are the callback's, as its logger wrote them
+    rows = (next(folder.rglob("metrics.csv"))).read_text()
+    assert f"{record['modes']}" in rows
+    assert record["train_command"].startswith("mgan fit --config configs/ring/gan.yaml")
+    assert first["provenance"]["git"]["commit"]
+
+    again = coverage(tmp_path, "b.json", steps)
+    (same,) = again["per_seed"]
+    assert same["reused"] is True and same["config_hash"] == record["config_hash"]
+    for key in ("modes", "high_quality", "prdc"):
+        assert same[key] == record[key]
+
+    changed = coverage(tmp_path, "c.json", "--model.init_args.max_generator_steps=10")
+    (other,) = changed["per_seed"]
+    assert other["reused"] is False and other["config_hash"] != record["config_hash"]
+    assert other["generator_steps"] == 10
+
+
+def test_the_report_regenerates_every_committed_table(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results)
+    tables = sorted(results.glob("*.md"))
+    for table in tables:
+        table.write_text("")
+    done = protocol("report", "--results", str(results), "--no-plot")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for table in tables:
+        assert table.read_text() == (RESULTS / table.name).read_text(), table.name
+
+
+def test_the_report_shows_prdc_columns_only_where_the_results_have_them(tmp_path: Path) -> None:
+    committed = json.loads((RESULTS / "ring_gan.json").read_text())
+    prdc = {"precision": 0.9, "recall": 0.8, "density": 1.1, "coverage": 0.7}
+    committed["per_seed"][0]["reverse_kl"] = math.nan  # printed in words, never "nan"
+    (tmp_path / "ring_gan.json").write_text(json.dumps(committed))
+    done = protocol("report", "--results", str(tmp_path), "--no-plot")
+    assert done.returncode == 0, done.stderr[-3000:]
+    plain = (tmp_path / "coverage.md").read_text()
+    assert "| density |" not in plain and "nan" not in plain.lower()
+    for name, value in prdc.items():
+        committed["summary"][f"prdc_{name}"] = {"mean": value, "se": 0.0, "n": 1}
+    (tmp_path / "ring_gan.json").write_text(json.dumps(committed))
+    protocol("report", "--results", str(tmp_path), "--no-plot")
+    text = (tmp_path / "coverage.md").read_text()
+    assert "| precision | recall | density | coverage |" in text
+    assert "| 0.900 ± 0.000 | 0.800 ± 0.000 | 1.100 ± 0.000 | 0.700 ± 0.000 |" in text
+
+
+def test_benchmarks_import_no_test_and_load_no_script_by_path() -> None:
+    for script in (ROOT / "benchmarks").glob("*.py"):
+        text = script.read_text()
+        assert "spec_from_file_location" not in text, script.name
+        assert "from tests" not in text and "import tests" not in text, script.name
+        assert "manual_seed" not in text, script.name  # scoring uses the library's streams
