@@ -1,8 +1,10 @@
 """Every notebook in ``notebooks/`` runs top to bottom on the CPU (nbclient, a fresh kernel,
-in a temporary folder), and the committed copies carry the outputs of a real run."""
+in a temporary folder), and the committed copies carry the outputs of a real run: in order,
+without errors, warnings or paths of the machine that ran them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,6 +30,40 @@ def test_committed_notebook_has_outputs(path: Path) -> None:
     assert not errors, errors[0]
 
 
+# What a committed output must not show: a path of the machine that ran it, and the noise that
+# a reader cannot act on (warnings, Lightning's tips, LightningCLI's dump of the kernel's argv).
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])(/(home|root|tmp|work|Users|private|var|opt)/|[A-Z]:\\)")
+NOISE = ("Warning", "warning:", "Tip:", "sys.argv", "IProgress")
+
+
+def outputs_text(notebook) -> str:
+    """Every output of every code cell as text (streams, results, errors)."""
+    parts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            parts.append(output.get("text", ""))
+            parts.append(str(output.get("data", {}).get("text/plain", "")))
+            parts.extend(output.get("traceback", []))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_outputs_are_clean(path: Path) -> None:
+    """No absolute path and no warning in what a reader of the committed notebook sees."""
+    text = outputs_text(nbformat.read(path, as_version=4))
+    assert not ABSOLUTE_PATH.search(text), ABSOLUTE_PATH.search(text)
+    found = [word for word in NOISE if word in text]
+    assert not found, found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_each_notebook_says_how_to_open_it_in_colab(path: Path) -> None:
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and "Colab" in first.source
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch) -> None:
@@ -42,10 +78,8 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path, monkeypatch) ->
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()  # raises CellExecutionError, with the cell and traceback, on a failure
-    text = "".join(
-        o.get("text", "")
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for o in cell.outputs
-    )
+    text = outputs_text(notebook)
     assert "Traceback" not in text
+    # A fresh run is as clean as the committed copy must be, so it can be committed as it is.
+    assert not ABSOLUTE_PATH.search(text), ABSOLUTE_PATH.search(text)
+    assert not [word for word in NOISE if word in text]
