@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,7 +103,9 @@ def effective_config(config: str, seed: int, overrides: list[str]) -> tuple[str,
     ``model`` and ``datamodule`` untrained), for protocols that need e.g. the known modes."""
     from mgan_lightning.cli import build_cli
 
-    cli = build_cli(fit_arguments(config, seed, overrides), run=False)
+    with warnings.catch_warnings():  # Lightning warns that this process has arguments of its own
+        warnings.simplefilter("ignore")
+        cli = build_cli(fit_arguments(config, seed, overrides), run=False)
     text = cli.parser.dump(cli.config, skip_none=False)
     return "\n".join(line for line in text.splitlines() if not line.startswith("#")), cli
 
