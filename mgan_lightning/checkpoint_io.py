@@ -140,6 +140,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically when it is a local path; Lightning's
+        writer otherwise."""
         if storage_options is not None or not is_local_path(path):
             super().save_checkpoint(checkpoint, path, storage_options=storage_options)
             return

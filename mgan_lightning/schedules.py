@@ -112,4 +112,5 @@ class LinearDecay(LRScheduler):
         return min(max((self.end - step) / (self.end - self.start), 0.0), 1.0)
 
     def get_lr(self) -> list:  # type: ignore[override]
+        """The learning rates after ``last_epoch`` scheduler steps (generator steps)."""
         return [base * self.factor(self.last_epoch) for base in self.base_lrs]

@@ -74,6 +74,9 @@ class GeneratorStepCheckpoint(ModelCheckpointHooks):
         self._pending_removals: list[str] = []
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Count the cadence in optimizer steps (``every_n_generator_steps`` times the method's
+        optimizer steps per generator step), install the atomic checkpoint writer where the
+        Trainer uses Lightning's default, and remove temp files that killed writers left."""
         super().setup(trainer, pl_module, stage)
         per_step = getattr(pl_module, "optimizer_steps_per_generator_step", 1)
         self.set_every_n_train_steps(self.every_n_generator_steps * per_step)
@@ -84,10 +87,13 @@ class GeneratorStepCheckpoint(ModelCheckpointHooks):
             remove_stale_temp_files(str(self.dirpath))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """On resume, name the checkpoint resumed from until this run saves one (for the
+        message a stopped DDP process prints)."""
         if trainer.ckpt_path:  # until this run saves, a stopped process names this one
             note_checkpoint(str(trainer.ckpt_path))
 
     def checkpoint_saved(self, trainer: Trainer, filepath: str) -> None:
+        """Remember ``filepath`` as the checkpoint to resume from."""
         note_checkpoint(filepath)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -141,6 +147,7 @@ class GeneratorStepCheckpoint(ModelCheckpointHooks):
         super().remove_checkpoint(trainer, filepath)
 
     def save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict) -> None:
+        """Save ``last.ckpt``, then remove the files whose removal waited for the link to move."""
         super().save_last_checkpoint(trainer, monitor_candidates)
         pending, self._pending_removals = self._pending_removals, []
         for filepath in pending:
@@ -158,6 +165,8 @@ class GeneratorStepCheckpoint(ModelCheckpointHooks):
         )
 
     def monitor_candidates(self, trainer: Trainer) -> dict:
+        """Lightning's candidates plus ``gstep``, the completed generator steps (file names
+        such as ``gstep=N.ckpt`` read it)."""
         candidates = super().monitor_candidates(trainer)
         step = getattr(trainer.lightning_module, "generator_steps_done", trainer.global_step)
         candidates["gstep"] = torch.tensor(step)

@@ -18,6 +18,7 @@ class CompileNetworks(Callback):
         self.mode = mode
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Compile the model's generators and critic in place, once."""
         for name in ("generators", "critic", "generators_ema"):
             network = getattr(pl_module, name, None)
             if network is not None and not getattr(network, "_mgan_compiled", False):

@@ -79,9 +79,12 @@ class SampleEvaluation(Callback):
 
     # ------------------------------------------------------------ subclasses
     def score(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Score this process's share of the samples; the values must already be reduced
+        across processes (e.g. through a torchmetrics ``Metric``). Subclasses implement it."""
         raise NotImplementedError
 
     def summary(self, result: dict[str, float], step: int) -> str:
+        """The line printed for ``result`` at generator step ``step``."""
         items = ", ".join(f"{k} {v:.4g}" for k, v in result.items())
         return f"{type(self).__name__} at generator step {step}: {items}"
 
@@ -136,9 +139,11 @@ class SampleEvaluation(Callback):
 
     # ----------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Forget the previous fit's last evaluated step."""
         self.last_step = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Evaluate, log and print every ``every_n_steps`` generator steps."""
         step = generator_step(trainer, pl_module)
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
             result = self.evaluate(trainer, pl_module)
@@ -146,6 +151,7 @@ class SampleEvaluation(Callback):
             report(trainer, self.summary(result, step))
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Evaluate at the end of fit, unless the last step was just evaluated."""
         step = generator_step(trainer, pl_module)
         if self.last_step != step:  # not evaluated at this step yet: log and print once
             self.publish(trainer, self.evaluate(trainer, pl_module), step)
@@ -163,6 +169,7 @@ class SampleEvaluation(Callback):
         report(trainer, self.summary(result, generator_step(trainer, pl_module)))
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``mgan test``: evaluate on the test stream, logged under ``test/``."""
         result = self.evaluate(trainer, pl_module)
         self._log_stage(pl_module, "test", result)
         report(trainer, self.summary(result, generator_step(trainer, pl_module)))

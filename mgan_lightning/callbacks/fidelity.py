@@ -173,6 +173,9 @@ class FidelityEvaluation(SampleEvaluation):
             self.metrics.update(images.to(device), real=True)
 
     def score(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """IS / FID / KID (and PRDC when asked) of this process's share of the samples against
+        the real statistics, computed once and kept; ``{}`` when the Inception weights are
+        missing and not required."""
         if self.disabled:
             return {}
         if self.metrics is None:
@@ -206,6 +209,7 @@ class FidelityEvaluation(SampleEvaluation):
         self.last_plot = log_image(trainer, "fidelity/prdc_per_generator", image, step)
 
     def summary(self, result: dict[str, float], step: int) -> str:
+        """One line of IS, FID, KID and PRDC (or why they were skipped)."""
         if not result:
             return "FidelityEvaluation skipped: no Inception weights (see the warning above)."
         uses_inception = self.metrics is not None and self.metrics.uses_inception
@@ -235,13 +239,16 @@ class FidelityEvaluation(SampleEvaluation):
         return text + (f"\nPer-generator PRDC: {self.last_plot}" if self.last_plot else "")
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Evaluate at the end of fit, unless disabled (weights missing, not required)."""
         if not self.disabled:
             super().on_train_end(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Evaluate at ``mgan test``, unless disabled."""
         if not self.disabled:
             super().on_test_epoch_end(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Evaluate every ``every_n_steps`` generator steps, unless disabled."""
         if not self.disabled:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

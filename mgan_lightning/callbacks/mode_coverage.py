@@ -72,6 +72,7 @@ class ModeCoverageEvaluation(SampleEvaluation):
         self._step = 0
 
     def key(self, name: str, stage: str | None = None) -> str:
+        """``coverage/<name>`` during fit (``prdc/...`` as it is), ``<stage>/<name>`` outside it."""
         if stage:
             return f"{stage}/{name}"
         return name if name.startswith("prdc/") else f"{self.prefix}/{name}"
@@ -133,6 +134,7 @@ class ModeCoverageEvaluation(SampleEvaluation):
         return {f"prdc/{k}": v for k, v in flat_scores(metric.compute()).items()}
 
     def summary(self, result: dict[str, float], step: int) -> str:
+        """The line printed after each evaluation: modes covered, high-quality share, reverse KL."""
         text = (
             f"Mode coverage at generator step {step} ({self.num_samples} samples): "
             f"modes covered {result['modes']:.0f}/{self.num_modes}, "

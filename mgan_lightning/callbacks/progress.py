@@ -35,19 +35,24 @@ class GeneratorStepProgressBar(ProgressBar):
     # ----------------------------------------------------- ProgressBar API
     @property
     def is_enabled(self) -> bool:
+        """Whether the bar is drawing now."""
         return self._enabled and self.bar is not None
 
     @property
     def is_disabled(self) -> bool:
+        """Whether the bar was turned off."""
         return not self._enabled
 
     def disable(self) -> None:
+        """Turn the bar off (Lightning does so on processes other than rank 0)."""
         self._enabled = False
 
     def enable(self) -> None:
+        """Turn the bar back on."""
         self._enabled = True
 
     def print(self, *args: Any, sep: str = " ", **kwargs: Any) -> None:
+        """Print above the bar (to stderr), so the bar is redrawn below the text."""
         text = sep.join(str(a) for a in args)
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
@@ -56,6 +61,7 @@ class GeneratorStepProgressBar(ProgressBar):
 
     # --------------------------------------------------------------- hooks
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Open the bar on rank 0 at the generator step the run starts from."""
         if not self._enabled or trainer.global_rank != 0:
             return
         planned = getattr(pl_module, "planned_generator_steps", lambda: None)()
@@ -72,6 +78,8 @@ class GeneratorStepProgressBar(ProgressBar):
         )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Advance to the generator steps done; show the latest losses when the loggers
+        wrote them."""
         bar = self.bar
         if bar is None:
             return
@@ -93,9 +101,11 @@ class GeneratorStepProgressBar(ProgressBar):
         }
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Close the bar."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception) -> None:
+        """Close the bar, so the error is printed on a line of its own."""
         self.on_train_end(trainer, pl_module)

@@ -91,9 +91,11 @@ class SampleGrid(Callback):
 
     # ------------------------------------------------------------- state
     def state_dict(self) -> dict:
+        """The fixed latent batch, so the grids after a resume show the same z."""
         return {"latent": self.latent}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the fixed latent batch."""
         self.latent = state_dict.get("latent")
 
     # ------------------------------------------------------------ drawing
@@ -115,6 +117,7 @@ class SampleGrid(Callback):
             return as_gan_method(pl_module).generate(z, averaged=True)
 
     def render(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
+        """Draw the grid on rank 0 and log it; returns the PNG's path (``None`` elsewhere)."""
         if trainer.global_rank != 0:
             return None
         image = grid_image(self.images(pl_module), self.padding, self.scale)
@@ -123,12 +126,15 @@ class SampleGrid(Callback):
 
     # ------------------------------------------------------------- hooks
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Draw a grid every ``every_n_steps`` generator steps."""
         step = generator_step(trainer, pl_module)
         if self.every_n_steps and step > 0 and step % self.every_n_steps == 0:
             self.render(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Draw the final grid."""
         self.render(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Draw a grid at ``mgan test``."""
         self.render(trainer, pl_module)

@@ -96,14 +96,17 @@ class SampleWriter(BasePredictionWriter):
         self._batches: list[Part] = []
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start collecting this process's samples."""
         self._batches = []
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
+        """Keep one batch of predictions (samples, generator index, latent) on the CPU."""
         self._batches.append({key: value.detach().cpu() for key, value in prediction.items()})
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Gather every process's samples on rank 0 and write the files."""
         parts = gather_on_rank_zero(trainer, join_batches(self._batches))
         self._batches = []
         if parts is not None:

@@ -69,6 +69,8 @@ class StackedMNISTEvaluation(SampleEvaluation):
             }
 
     def score(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Label each channel of this process's samples with the digit classifier and count
+        the triples under each rule (summed across processes by the metrics)."""
         self.setup(trainer, pl_module, "evaluate")
         assert self.classifier is not None
         device = pl_module.device
@@ -91,6 +93,7 @@ class StackedMNISTEvaluation(SampleEvaluation):
         return result
 
     def summary(self, result: dict[str, float], step: int) -> str:
+        """The lines printed after each evaluation: modes and KL under each counting rule."""
         lines = [f"Stacked MNIST at generator step {step} ({self.num_samples} samples):"]
         for rule, m in self.metrics.items():
             lines.append(

@@ -46,12 +46,14 @@ class GeneratorStepRate(Callback):
         return time.perf_counter()
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Reset the peak-memory counter and start the clock after the warm-up steps."""
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._from, self._start, self._stop = self._steps(pl_module), None, None
         self.on_train_batch_end(trainer, pl_module, None, None, 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Start the clock after ``warmup`` generator steps; stop it at the planned last step."""
         steps = self._steps(pl_module)
         if self._start is None and steps >= self._from + self.warmup:
             self._start = (self._now(pl_module), steps)
@@ -60,6 +62,7 @@ class GeneratorStepRate(Callback):
             self._stop = (self._now(pl_module), steps)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Record generator steps per second, the steps measured and the peak memory."""
         stop = self._stop or (self._now(pl_module), self._steps(pl_module))
         start = self._start
         measured = stop[1] - start[1] if start else 0

@@ -9,6 +9,7 @@ from mgan_lightning.classifiers.digit import DEFAULT_DIGIT_WEIGHTS, export_weigh
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Export slim classifier weights from a Lightning checkpoint (the module's command line)."""
     parser = argparse.ArgumentParser(
         prog="python -m mgan_lightning.classifiers",
         description="Write DigitClassifier weights (hyperparameters + state_dict) from a "

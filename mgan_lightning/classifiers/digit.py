@@ -98,6 +98,7 @@ class DigitClassifier(LightningModule):
         return self.net(x)
 
     def configure_optimizers(self):
+        """The optimizer, with a cosine decay over the run when ``cosine`` is set."""
         optimizer = self.optimizer(self.parameters())
         if not self.cosine:
             return optimizer
@@ -141,9 +142,11 @@ class DigitClassifier(LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Cross-entropy on a (jittered, when ``augment``) training batch."""
         return self._step(batch, "train")
 
     def test_step(self, batch, batch_idx: int) -> None:
+        """Log test loss and accuracy."""
         self._step(batch, "test")
 
 

@@ -170,10 +170,12 @@ class InceptionV3Features(nn.Module):
         self.feature_sizes = tuple(sizes[f] for f in self.features)
 
     def train(self, mode: bool = True) -> InceptionV3Features:
+        """Stay in eval mode whatever is asked: the network is a fixed feature extractor."""
         return super().train(False)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Inception's requested outputs for ``[-1, 1]`` images, in float64, autocast off."""
         x = to_uint8_rgb(images)
         if self.antialias and tuple(x.shape[-2:]) != (INCEPTION_SIZE, INCEPTION_SIZE):
             x = F.interpolate(
@@ -218,6 +220,7 @@ class ImageFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, d)`` float64 features of ``images``, without gradients."""
         device = images.device.type
         with torch.autocast(device, enabled=False):
             out = self.extractor(images if images.dtype == torch.uint8 else images.float())
@@ -234,6 +237,7 @@ class PrecomputedFeatures(nn.Identity):
         self.num_features = int(num_features)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """The features as they are, in float64."""
         return features.double()
 
 
@@ -413,12 +417,15 @@ class FidelityMetrics(nn.Module):
 
     @property
     def uses_inception(self) -> bool:
+        """Whether features come from torch-fidelity's Inception network."""
         return self.inception is not None
 
     @torch.no_grad()
     def update(
         self, images: torch.Tensor, real: bool, generator_index: torch.Tensor | None = None
     ) -> None:
+        """Add a batch of real or generated images (``generator_index``: which generator made
+        each generated image, for PRDC per generator)."""
         with torch.autocast(images.device.type, enabled=False):
             images = images.float()
             wants_pool = self.fid is not None or self.kid is not None or self.prdc is not None
@@ -447,6 +454,8 @@ class FidelityMetrics(nn.Module):
             self.real_count += len(images)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """``fid``, ``kid_mean``/``kid_std``, ``is_mean``/``is_std`` and PRDC's scores, for the
+        metrics this object was built with, in float64."""
         out: dict[str, torch.Tensor] = {}
         if self.fid is not None:
             out["fid"] = self.fid.compute().double()

@@ -129,12 +129,14 @@ class ModeCoverage(Metric):
         self.add_state("total", torch.zeros((), dtype=torch.long), "sum")
 
     def update(self, samples: torch.Tensor) -> None:
+        """Count each sample's nearest mode if it is high quality."""
         samples = samples.reshape(len(samples), -1)
         nearest, good = assign_modes(samples, self.modes, self.std, self.threshold)
         self.mode_counts += torch.bincount(nearest[good], minlength=len(self.modes))
         self.total += len(samples)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """``modes``, ``high_quality`` and ``reverse_kl`` (NaN when no sample is high quality)."""
         counts = self.mode_counts.double()
         good = counts.sum()
         q = counts / good.clamp_min(1)

@@ -247,6 +247,8 @@ class PRDC(Metric):
             self.fake_features.append(stored)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """Precision, recall, density and coverage (and, with generator indices, per generator
+        and the shares of real balls reached by one, several or no generator)."""
         real, fake = _joined(self.real_features), _joined(self.fake_features)
         if real is None or fake is None:
             raise ValueError("PRDC.compute needs real and fake samples; update() with both")

@@ -61,10 +61,12 @@ class DigitFeatures(nn.Module):
         self.num_features = channels * net[-1].in_features
 
     def train(self, mode: bool = True) -> DigitFeatures:
+        """Stay in eval mode: batch norm always uses its running statistics."""
         return super().train(False)  # batch norm always uses its running statistics
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The digit classifier's penultimate features of each channel, concatenated, float64."""
         n, c, h, w = images.shape
         if c != self.channels:
             raise ValueError(f"DigitFeatures(channels={self.channels}) got {c}-channel images")

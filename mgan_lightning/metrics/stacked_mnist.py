@@ -99,9 +99,12 @@ class StackedMNISTModes(Metric):
 
     @property
     def description(self) -> str:
+        """The counting rule in words, as the printed summary shows it."""
         return RULE_DESCRIPTIONS[self.rule].format(threshold=self.threshold)
 
     def update(self, inputs: torch.Tensor) -> None:
+        """Count the triples of a batch: images ``(N, 3, H, W)`` are classified channel by
+        channel; digit probabilities ``(N, 3, 10)`` are used as they are."""
         if inputs.ndim == 4:
             if self.classifier is None:
                 from mgan_lightning.classifiers.digit import load_digit_classifier
@@ -123,6 +126,7 @@ class StackedMNISTModes(Metric):
         self.total += len(probs)
 
     def compute(self) -> dict[str, torch.Tensor]:
+        """``modes`` covered (of 1,000) and ``kl`` to the uniform distribution over triples."""
         counts = self.mode_counts.double()
         counted = counts.sum()
         q = counts / counted.clamp_min(1)

@@ -18,9 +18,11 @@ class Architecture:
     def generator_bank(
         self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
     ) -> GeneratorBank:
+        """K generators that share every layer but the first."""
         raise NotImplementedError
 
     def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        """The critic: a body, a real/fake head and, when ``num_classes > 0``, a classifier head."""
         raise NotImplementedError
 
     def independent_generators(

@@ -25,6 +25,7 @@ class Critic(nn.Module):
                 self.classifier = nn.Linear(feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits ``(N,)`` and C's class logits ``(N, num_classes)`` (or ``None``)."""
         features = self.body(x)
         d_logits = self.real_fake(features).squeeze(-1)
         c_logits = self.classifier(features) if self.classifier is not None else None

@@ -147,6 +147,8 @@ class DCGAN(Architecture):
     def generator_bank(
         self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
     ) -> GeneratorBank:
+        """K DCGAN generators: a per-generator ``Linear + BN + ReLU`` input layer, shared
+        up-convolutions."""
         channels, size = self._image_shape(sample_shape)
         start, n = upsampling_plan(size)
         c = self.width * 2 ** (n - 1)
@@ -175,6 +177,8 @@ class DCGAN(Architecture):
         return bank
 
     def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        """The DCGAN critic for images of ``sample_shape``, with a classifier head when
+        ``num_classes > 0``."""
         channels, size = self._image_shape(sample_shape)
         start, n = upsampling_plan(size)
         c = self.d_width

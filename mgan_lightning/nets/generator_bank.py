@@ -25,6 +25,7 @@ class PerGeneratorBatchNorm(nn.Module):
             self.norm.register_parameter("bias", None)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Batch-normalise ``(K, B, F)`` activations per generator and feature."""
         k, b, f = h.shape
         flat = h.transpose(0, 1).reshape(b, k * f)
         return self.norm(flat).reshape(b, k, f).transpose(0, 1)

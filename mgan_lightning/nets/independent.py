@@ -91,6 +91,7 @@ class IndependentGenerators(nn.Module):
         self.trainable.copy_(mask)
 
     def train(self, mode: bool = True) -> IndependentGenerators:
+        """Set the mode of every slot (batch norm uses batch statistics in train mode)."""
         super().train(mode)
         self._template[0].train(mode)  # batch norm: batch statistics in train mode
         return self

@@ -170,6 +170,7 @@ class MixtureNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
+        """The layer's settings, as ``print(module)`` shows them."""
         return (
             f"{self.num_features}, num_components={self.num_components}, eps={self.eps}, "
             f"momentum={self.momentum}, affine={self.affine}, "
@@ -181,6 +182,8 @@ class MixtureNorm(nn.Module):
             raise ValueError(f"MixtureNorm expects (N, C, *), got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``(N, C, *)`` inputs by the channel's mixture (the batch's in training,
+        the running estimates in eval mode), then apply the affine transform."""
         self._check_input_dim(x)
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected {self.num_features} channels, got input {tuple(x.shape)}")

@@ -40,6 +40,7 @@ class MLP(Architecture):
     def generator_bank(
         self, num_generators: int, latent_dim: int, sample_shape: Sequence[int]
     ) -> GeneratorBank:
+        """K MLP generators: a per-generator input layer, shared hidden layers."""
         out = math.prod(sample_shape)
         layers: list[nn.Module] = []
         for _ in range(self.g_layers - 1):
@@ -48,6 +49,7 @@ class MLP(Architecture):
         return GeneratorBank(num_generators, latent_dim, self.g_hidden, nn.Sequential(*layers))
 
     def critic(self, sample_shape: Sequence[int], num_classes: int = 0) -> Critic:
+        """The MLP critic, with a classifier head when ``num_classes > 0``."""
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(sample_shape)
         for _ in range(self.d_layers):
