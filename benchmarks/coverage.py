@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         records = result["per_seed"]
-        result["train_command"] = record["train_command"]
+        result["train_command"] = (
+            record["train_command"]
+            .replace(f"--seed_everything={seed}", "--seed_everything=SEED")
+            .replace(f"/seed{seed}", "/seedSEED")
+        )
         result["total_modes"] = record["total_modes"]
         result["seeds_all_modes"] = sum(bool(r["all_modes"]) for r in records)
         result["complete"] = len(records) == len(args.seeds)

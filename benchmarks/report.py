@@ -131,10 +131,7 @@ def reproduce(result: dict[str, Any]) -> str:
     }
     command = result.get("provenance", {}).get("command") or result["command"]
     dirty = " (with uncommitted changes)" if git.get("dirty_files") else ""
-    seed = result["per_seed"][0]["seed"]
-    train = (
-        result["train_command"].replace(f"={seed} ", "=SEED ").replace(f"seed{seed}", "seedSEED")
-    )
+    train = result["train_command"]
     scored = result.get("protocol", {}).get("evaluated", "?")
     return (
         f"`{command}` (commit {str(git['commit'])[:10]}{dirty}; each seed runs `{train}`; "
