@@ -97,8 +97,8 @@ class GeneratorStepCheckpoint(ModelCheckpointHooks):
         note_checkpoint(filepath)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """The state training ended in is saved whatever the cadence (as the epoch-end save
-        did before a generator-step cadence turned it off)."""
+        """Save the state training ended in, whatever the cadence: the generator-step cadence
+        turns Lightning's epoch-end save off, which would otherwise have saved it."""
         if self.every_n_generator_steps and not self.should_skip_saving_checkpoint(trainer):
             candidates = self.monitor_candidates(trainer)
             if self.monitor is None or self.monitor in candidates:
