@@ -104,3 +104,19 @@ def test_image_folder_config_trains_on_a_folder_of_images(examples: Path) -> Non
     assert cli.model.generator_steps_done == 2
     assert (examples / "run" / "checkpoints" / "last.ckpt").exists()
     assert list((examples / "run").rglob("samples_grid_step*.png"))
+
+
+def test_readme_reads_in_five_minutes() -> None:
+    """At most 150 lines, with the two commands; the reference lives in the docs."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "mgan fit --config configs/ring/mgan.yaml" in readme
+    assert "bash scripts/test.sh" in readme
+
+
+def test_docs_name_nothing_outside_the_repository() -> None:
+    pages = [*ROOT.joinpath("docs").rglob("*.md"), ROOT / "README.md", ROOT / "mkdocs.yml"]
+    for page in pages:
+        text = page.read_text()
+        for outside in ("../shared", "METHODS.md", "/work/"):
+            assert outside not in text, f"{page.relative_to(ROOT)} names {outside}"
