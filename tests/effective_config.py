@@ -152,7 +152,7 @@ class ConstructionRecorder:
     arguments to that signature, defaults applied."""
 
     def __init__(self) -> None:
-        self.records: dict[int, tuple[Any, str, dict[str, Any]]] = {}
+        self.records: dict[int, tuple[Any, str, dict[str, Any], set[str]]] = {}
 
     def spec(self, obj: Any) -> Any:
         """``{"class_path", "init_args"}`` of a recorded object (a list, element-wise)."""
@@ -161,8 +161,13 @@ class ConstructionRecorder:
         found = self.records.get(id(obj))
         if found is None or found[0] is not obj:
             return plain(obj)
-        _, path, arguments = found
+        _, path, arguments, forwarded = found
         init_args = {k: self.spec(v) for k, v in arguments.items()}
+        # ``**kwargs`` passed on to another library's class: its defaults are its own
+        inherited = _library_defaults(type(obj))
+        for name in forwarded:
+            if name in inherited and _equal(init_args[name], inherited[name]):
+                del init_args[name]
         return {"class_path": path, "init_args": without_library_defaults(path, init_args)}
 
     @contextmanager
@@ -186,19 +191,31 @@ class ConstructionRecorder:
                 bound = signature.bind(obj, *args, **kwargs)
                 bound.apply_defaults()
                 arguments: dict[str, Any] = {}
+                forwarded: set[str] = set()
                 for name, parameter in list(signature.parameters.items())[1:]:
                     value = bound.arguments[name]
                     if isinstance(value, list):  # the callee may extend it later
                         value = list(value)
                     if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                         arguments.update(value)
+                        forwarded |= set(value)
                     else:
                         arguments[name] = value
-                cls = type(obj)
-                self.records[id(obj)] = (obj, class_path(cls), arguments)
+                self.records[id(obj)] = (obj, class_path(type(obj)), arguments, forwarded)
             original(obj, *args, **kwargs)
 
         return __init__
+
+
+def _library_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of the ``__init__`` of every class of another library ``cls`` derives
+    from (the nearest first)."""
+    defaults: dict[str, Any] = {}
+    for base in reversed(cls.__mro__[1:]):
+        init = base.__dict__.get("__init__")
+        if init is not None and not _own(base.__module__ + "."):
+            defaults.update(_signature_defaults(init))
+    return defaults
 
 
 def _subclasses(base: type) -> list[type]:
