@@ -41,7 +41,7 @@ def protocol(name: str, *args: str) -> subprocess.CompletedProcess:
 
 def coverage(tmp: Path, out: str, *fit_args: str) -> dict:
     done = protocol(
-        "coverage", "--config", "configs/ring/gan.yaml", "--seeds", "3", "--runs",
+        "coverage", "--config", "configs/ring/mgan.yaml", "--seeds", "3", "--runs",
         str(tmp / "runs"), "--out", str(tmp / out), "--", "--config", str(tmp / "prdc.yaml"),
         "--trainer.enable_progress_bar=false", *fit_args,
     )  # fmt: skip
@@ -66,7 +66,7 @@ def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: P
     # the figures are the callback's, as its logger wrote them
     rows = (next(folder.rglob("metrics.csv"))).read_text()
     assert f"{record['modes']}" in rows
-    assert record["train_command"].startswith("mgan fit --config configs/ring/gan.yaml")
+    assert record["train_command"].startswith("mgan fit --config configs/ring/mgan.yaml")
     assert first["provenance"]["git"]["commit"]
 
     again = coverage(tmp_path, "b.json", steps)
