@@ -17,6 +17,7 @@ from torch import nn
 
 from mgan_lightning.embedding import Metric, bourgain_embedding, embedding_dim
 from mgan_lightning.nets.buffers import take_saved_shapes
+from mgan_lightning.private_api import register_load_state_dict_pre_hook
 
 
 class LatentPrior(nn.Module):
@@ -141,6 +142,8 @@ class GaussianMixturePrior(LatentPrior):
         self.__dict__["feature_extractor"] = feature_extractor
         self.register_buffer("centres", torch.empty(0, 0))
         self.register_buffer("scale", torch.tensor(math.nan))
+        # a fresh prior has no centres: loading takes the saved ones whatever their shape
+        register_load_state_dict_pre_hook(self, _take_saved_centres)
 
     @property
     def prepared(self) -> bool:
@@ -196,7 +199,6 @@ class GaussianMixturePrior(LatentPrior):
         noise = torch.randn(n, dim, device=self.device, generator=generator)
         return self.centres[index] + self.sigma * noise
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        """Take the saved centres whatever their shape (a fresh prior has none)."""
-        take_saved_shapes(self, state_dict, prefix, ["centres"])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+def _take_saved_centres(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    take_saved_shapes(module, state_dict, prefix, ["centres"])

@@ -1,6 +1,7 @@
 """Every use of a private or loop-internal name of Lightning, jsonargparse (and argparse under
-it) and of ``torch.optim``'s optimizer state, in one place, each with a test
-(``tests/test_private_api.py``) that fails loudly when a release changes it.
+it) and torch (``torch.optim``'s optimizer state, fused norms, a state-dict hook), in one
+place, each with a test (``tests/test_private_api.py``) that fails loudly when a release
+changes it.
 
 These libraries rename their private names between minor releases; the rest of the package
 uses their public API and calls the functions here where none serves. Version-dependent
@@ -17,6 +18,7 @@ outside this module.
 from __future__ import annotations
 
 from argparse import Action, ArgumentParser
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +34,10 @@ from lightning_utilities.core.imports import RequirementCache
 #: when ``--ckpt_path`` is given (``LightningCLI._parse_ckpt_path``); the ``mgan`` command keeps
 #: the configuration given now (:meth:`LightningCLIHooks._parse_ckpt_path`).
 LIGHTNING_MERGES_CHECKPOINT_HPARAMS = RequirementCache("lightning>=2.5.5")
+
+#: torch >= 2.5 has the public ``Module.register_load_state_dict_pre_hook``; 2.4 only the
+#: private ``_register_load_state_dict_pre_hook(hook, with_module=True)``, same signature.
+TORCH_HAS_PUBLIC_LOAD_PRE_HOOK = RequirementCache("torch>=2.5")
 
 
 # ------------------------------------------------------------------ the Trainer's loops
@@ -108,7 +114,24 @@ def clear_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     inner.state.clear()
 
 
+def tensor_norms(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The 2-norm of each of ``tensors``, as ``torch.linalg.vector_norm`` gives it, in one
+    fused call (``torch._foreach_norm``): one kernel per device and dtype instead of one per
+    tensor on a GPU. torch's public ``get_total_norm`` (>= 2.6) returns one norm of all of
+    them, not each one's."""
+    return list(torch._foreach_norm(list(tensors)))
+
+
 # ------------------------------------------------------------------ checkpoints
+def register_load_state_dict_pre_hook(module: torch.nn.Module, hook: Callable[..., None]) -> Any:
+    """Run ``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+    unexpected_keys, error_msgs)`` before ``module``'s own entries of a state dict are
+    loaded (public in torch >= 2.5, private before)."""
+    if TORCH_HAS_PUBLIC_LOAD_PRE_HOOK:
+        return module.register_load_state_dict_pre_hook(hook)
+    return module._register_load_state_dict_pre_hook(hook, with_module=True)
+
+
 def is_local_path(path: str | Any) -> bool:
     """Whether ``path`` is on the local file system (no ``s3://`` or other fsspec protocol)."""
     return bool(_is_local_file_protocol(path))

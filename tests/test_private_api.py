@@ -6,6 +6,7 @@ instead of somewhere deep in a training run."""
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy, Stra
 from mgan_lightning import private_api
 from mgan_lightning.private_api import (
     LIGHTNING_MERGES_CHECKPOINT_HPARAMS,
+    TORCH_HAS_PUBLIC_LOAD_PRE_HOOK,
     LightningCLIHooks,
     ModelCheckpointHooks,
     argument_names,
@@ -34,8 +36,10 @@ from mgan_lightning.private_api import (
     lift_default_epoch_limit,
     loggers_update_now,
     option_actions,
+    register_load_state_dict_pre_hook,
     set_max_steps,
     subclass_paths,
+    tensor_norms,
     tolerate_unused_parameters,
 )
 
@@ -188,7 +192,53 @@ def test_clear_optimizer_state_makes_the_next_step_a_fresh_one() -> None:
     assert torch.equal(used, fresh)
 
 
+def test_tensor_norms_are_each_tensors_vector_norm() -> None:
+    """``torch._foreach_norm``: one 2-norm per tensor, the value ``vector_norm`` gives (bit
+    for bit on the CPU), for mixed shapes and dtypes."""
+    torch.manual_seed(0)
+    tensors = [torch.randn(3, 4), torch.randn(7), torch.randn(2, 2, 2).double(), torch.zeros(5)]
+    norms = tensor_norms(tensors)
+    assert len(norms) == len(tensors)
+    for norm, tensor in zip(norms, tensors):
+        assert norm.shape == () and norm.dtype == tensor.dtype
+        assert torch.equal(norm, torch.linalg.vector_norm(tensor))
+
+
 # ------------------------------------------------------------------ checkpoints
+class GrowingBuffer(torch.nn.Module):
+    """A buffer whose size is known only from what is loaded into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("values", torch.zeros(0))
+        self.calls: list[str] = []
+        register_load_state_dict_pre_hook(self, self.take_saved_size)
+
+    @staticmethod
+    def take_saved_size(module, state_dict, prefix, *args) -> None:
+        module.calls.append(prefix)
+        module.values = torch.empty_like(state_dict[prefix + "values"])
+
+
+def test_load_state_dict_pre_hook_runs_before_the_module_loads() -> None:
+    """The public hook (torch >= 2.5) or ``_register_load_state_dict_pre_hook(with_module=True)``
+    (2.4): called with the module and its prefix before its entries are copied, also inside a
+    parent and in a deep copy."""
+    assert bool(TORCH_HAS_PUBLIC_LOAD_PRE_HOOK) == hasattr(
+        torch.nn.Module, "register_load_state_dict_pre_hook"
+    )
+    saved = {"values": torch.arange(4.0)}
+    module = GrowingBuffer()
+    module.load_state_dict(saved)
+    assert module.calls == [""] and torch.equal(module.values, saved["values"])
+    parent = torch.nn.Sequential(GrowingBuffer())
+    parent.load_state_dict({"0.values": torch.ones(2)})
+    assert parent[0].calls == ["0."] and torch.equal(parent[0].values, torch.ones(2))
+    copied = copy.deepcopy(GrowingBuffer())
+    copied.load_state_dict(saved)
+    assert copied.calls == [""] and torch.equal(copied.values, saved["values"])
+
+
 def test_is_local_path() -> None:
     assert is_local_path("/tmp/run/last.ckpt") and is_local_path(Path("runs"))
     assert not is_local_path("s3://bucket/last.ckpt")
