@@ -15,6 +15,12 @@ DiversityReduction = Literal["sum", "mean"]
 DIVERSITY_REDUCTIONS: tuple[str, ...] = ("sum", "mean")
 
 
+def classifier_outputs(diversity: str, num_generators: int) -> int:
+    """Width of C: K logits (general, one-vs-all) or K(K-1)/2 (pairwise)."""
+    k = num_generators
+    return k * (k - 1) // 2 if diversity == "pairwise" else k
+
+
 class MGAN(GAN):
     """Mixture GAN (Hoang, Nguyen, Le, Phung; ICLR 2018), sec. 3 of the paper.
 
@@ -93,17 +99,17 @@ class MGAN(GAN):
                 f"model.diversity={diversity!r} compares generators with each other and needs "
                 f"model.num_generators >= 2, got {num_generators}"
             )
-        # Read by classifier_outputs(), which the base class calls to build the critic.
+        super().__init__(
+            num_generators=num_generators,
+            same_latent=same_latent,
+            _classifier_outputs=classifier_outputs(diversity, num_generators),
+            **kwargs,
+        )
         self.beta = float(beta)
         self.diversity = diversity
         self.diversity_reduction = diversity_reduction
-        super().__init__(num_generators=num_generators, same_latent=same_latent, **kwargs)
 
     # ----------------------------------------------------------------- hooks
-    def classifier_outputs(self) -> int:
-        """K logits (general, one-vs-all) or K(K-1)/2 (pairwise)."""
-        k = self.num_generators
-        return k * (k - 1) // 2 if self.diversity == "pairwise" else k
 
     def classifier_loss(
         self, class_logits: torch.Tensor, generator_index: torch.Tensor

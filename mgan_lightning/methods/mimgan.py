@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import torch
 
 from mgan_lightning import losses
+from mgan_lightning.methods.hparams import from_import_path
 from mgan_lightning.methods.mgan import MGAN
 
 MIEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def import_path(obj: object) -> str | None:
-    """``"package.module.name"`` if importing that path gives back ``obj``, else ``None``."""
-    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if not module or not name or "<" in name:
-        return None
-    try:
-        return f"{module}.{name}" if import_object(f"{module}.{name}") is obj else None
-    except (ImportError, AttributeError):
-        return None
-
-
-def import_object(path: str) -> object:
-    """The object a dotted import path names (``"mgan_lightning.losses.mutual_information"``)."""
-    module_name, _, attribute = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"{path!r} is not a dotted import path")
-    return getattr(importlib.import_module(module_name), attribute)
 
 
 class MIMGAN(MGAN):
@@ -85,13 +66,16 @@ class MIMGAN(MGAN):
             with every ordered pair of generators stacked in the leading dimension.
             Default: :func:`mgan_lightning.losses.mutual_information` (plug-in estimate);
             set any importable function (its import path) or a callable object in the
-            config. An importable function is stored in the hyperparameters by its path, so
-            checkpoints load with ``torch.load(weights_only=True)``.
+            config. An importable function is stored in the hyperparameters by its path
+            (:mod:`mgan_lightning.methods.hparams`), so checkpoints load with
+            ``torch.load(weights_only=True)``.
         same_latent: must stay true: the MI pairs samples made from the same z.
 
     The other arguments are :class:`GANMethod`'s, passed through ``**kwargs`` (the
     classifier is MGAN's general K-way one).
     """
+
+    derived_hparams = ("diversity", "diversity_reduction")  # MGAN's, fixed here
 
     def __init__(
         self,
@@ -112,16 +96,9 @@ class MIMGAN(MGAN):
             raise ValueError(f"model.lam must be >= 0, got {lam}")
         estimator: object = mi_estimator
         if isinstance(mi_estimator, str):  # an import path, e.g. from a checkpoint
-            try:
-                estimator = import_object(mi_estimator)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(
-                    f"model.mi_estimator: cannot import {mi_estimator!r} ({err})"
-                ) from err
+            estimator = from_import_path(mi_estimator, "model.mi_estimator")
         if not callable(estimator):
             raise ValueError(f"model.mi_estimator must be callable, got {mi_estimator!r}")
-        self.lam = float(lam)
-        self.keep_classifier_term = keep_classifier_term
         super().__init__(
             num_generators=num_generators,
             same_latent=same_latent,
@@ -130,14 +107,9 @@ class MIMGAN(MGAN):
             diversity_reduction="sum",  # unused by "general"; fixed, like ``diversity``
             **kwargs,
         )
-        # MGAN's frame adds its fixed ``diversity`` and ``diversity_reduction`` to the
-        # hyperparameters; MIMGAN takes neither.
-        self.hparams.pop("diversity", None)
-        self.hparams.pop("diversity_reduction", None)
+        self.lam = float(lam)
+        self.keep_classifier_term = keep_classifier_term
         self.mi_estimator: MIEstimator = estimator  # after Module.__init__: may be a Module
-        path = import_path(estimator)
-        if path is not None and "mi_estimator" in self.hparams:
-            self.hparams["mi_estimator"] = path
 
     def pairwise_mutual_information(
         self, class_logits: torch.Tensor, generator_index: torch.Tensor

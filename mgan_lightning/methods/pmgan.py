@@ -236,6 +236,13 @@ class PMGAN(GAN):
             )
         for name, value in (("shrink_start", shrink_start), ("shrink_end", shrink_end)):
             resolve_step(value, 1, f"model.{name}")  # an int >= 0 or a fraction
+        super().__init__(
+            num_generators=num_generators,
+            same_latent=same_latent,
+            independent_generators=True,
+            _classifier_outputs=num_generators * (num_generators - 1) // 2,  # C_ij, i < j
+            **kwargs,
+        )
         self.adjust_weight = float(adjust_weight)
         self.adjust_margin = float(adjust_margin)
         self.shrink = shrink
@@ -251,12 +258,6 @@ class PMGAN(GAN):
         self.embrace_gamma = float(embrace_gamma)
         self.parallel_generators = parallel_generators
         self.sync_critic = sync_critic
-        super().__init__(
-            num_generators=num_generators,
-            same_latent=same_latent,
-            independent_generators=True,
-            **kwargs,
-        )
         if self.shrink != "none" and self.max_generator_steps is not None:
             self.shrink_window(self.max_generator_steps)  # refuse start >= end now
         # The decay factor's running averages of (L_D, L_C), and how many updates they had.
@@ -264,11 +265,6 @@ class PMGAN(GAN):
         self.register_buffer("average_count", torch.zeros((), dtype=torch.long))
 
     # ----------------------------------------------------------------- hooks
-    def classifier_outputs(self) -> int:
-        """One logit per pair of generators: K(K-1)/2 adjustment classifiers."""
-        k = self.num_generators
-        return k * (k - 1) // 2
-
     def discriminator_loss(self, real, fake, generator_index):
         """D: real vs fake; the adjustment classifiers: G_i's samples vs G_j's; balanced."""
         real_logits, _ = self.critic(real)
@@ -439,7 +435,7 @@ class PMGAN(GAN):
         slot_buffers = {name: b[slots].clone() for name, b in buffers.items()}
         z_dim = None if z.dim() == 2 else 0
         z = z if z.dim() == 2 else z[slots]
-        run = vmap(bank._one, in_dims=(0, 0, z_dim), randomness="different")
+        run = vmap(bank.functional_forward, in_dims=(0, 0, z_dim), randomness="different")
         samples = run(params, slot_buffers, z)
         with torch.no_grad():
             for name, b in buffers.items():

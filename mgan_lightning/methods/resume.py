@@ -12,9 +12,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from mgan_lightning.private_api import attached_trainer
+
+if TYPE_CHECKING:
+    from mgan_lightning.methods.base import GANMethod
 
 # The scheduler state that is history, not configuration.
 _SCHEDULE_HISTORY = ("last_epoch", "_step_count")
@@ -88,3 +93,24 @@ def match_ema_to_model(state_dict: MutableMapping[str, Any] | None, has_ema: boo
         for key in [k for k in state_dict if k.startswith("generators.")]:
             ema_key = "generators_ema." + key.removeprefix("generators.")
             state_dict[ema_key] = state_dict[key].clone()
+
+
+def save_run_state(model: GANMethod, checkpoint: dict) -> None:
+    """What a checkpoint holds beside Lightning's: the run's seed (its random streams) and
+    what the data were (checked at test and predict)."""
+    checkpoint["mgan_run_seed"] = model.run_seed
+    datamodule = getattr(attached_trainer(model), "datamodule", None)
+    if hasattr(datamodule, "fingerprint"):
+        checkpoint["mgan_data"] = datamodule.fingerprint()  # type: ignore[union-attr]
+
+
+def restore_run_state(model: GANMethod, checkpoint: dict) -> None:
+    """Before the weights load: the EMA as the model keeps it now, the run's seed, and
+    generators sized for a prior built from data (the model was built from a config, before
+    the data was seen)."""
+    match_ema_to_model(checkpoint.get("state_dict"), model.generators_ema is not None)
+    if checkpoint.get("mgan_run_seed") is not None:
+        model.run_seed = int(checkpoint["mgan_run_seed"])
+    saved_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
+    if model.prior.needs_data and isinstance(saved_dim, int):
+        model.set_latent_dim(saved_dim)

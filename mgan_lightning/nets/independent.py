@@ -97,7 +97,9 @@ class IndependentGenerators(nn.Module):
         return self
 
     # ---------------------------------------------------------------- forward
-    def _one(self, params: dict, buffers: dict, z: torch.Tensor) -> torch.Tensor:
+    def functional_forward(self, params: dict, buffers: dict, z: torch.Tensor) -> torch.Tensor:
+        """One generator with the given parameters and buffers (one slot's, or a batch of
+        slots' under ``vmap``) on ``(n, latent)``: ``(n, *sample_shape)``."""
         out = functional_call(self._template[0], (params, buffers), (z,))
         return out[0] if self._squeeze else out
 
@@ -108,7 +110,7 @@ class IndependentGenerators(nn.Module):
             raise ValueError(f"z must be (n, d) or ({k}, n, d), got {tuple(z.shape)}")
         params, buffers = self.stacked()
         z_dim = 0 if z.dim() == 3 else None
-        run = vmap(self._one, in_dims=(0, 0, z_dim), randomness="different")
+        run = vmap(self.functional_forward, in_dims=(0, 0, z_dim), randomness="different")
         return run(params, buffers, z)
 
     def forward_one(self, k: int, z: torch.Tensor) -> torch.Tensor:
@@ -117,4 +119,4 @@ class IndependentGenerators(nn.Module):
         params, buffers = self.stacked()
         slot_params = {name: p[k] for name, p in params.items()}
         slot_buffers = {name: b[k] for name, b in buffers.items()}  # views: updates land in place
-        return self._one(slot_params, slot_buffers, z)
+        return self.functional_forward(slot_params, slot_buffers, z)
