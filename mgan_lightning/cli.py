@@ -400,23 +400,24 @@ class MGANCLI(LightningCLIHooks):
         config.trainer.max_steps = -1
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The Trainer, with what a run needs when its config does not say: the
-        generator-step progress bar, generator-step checkpoints, a CSV logger and, where the
-        data know their modes, the mode-coverage evaluation. Every checkpoint keeps the
-        run's configuration (:class:`SaveAndLogConfig`)."""
+        """The Trainer, with what a run needs when its config does not say, after the
+        config's own callbacks: for a GAN, the mode-coverage evaluation where the data know
+        their modes and generator-step checkpoints (:meth:`_default_callbacks`); the
+        generator-step progress bar; a CSV logger in the run's folder. Every checkpoint keeps
+        the run's configuration (:class:`SaveAndLogConfig`)."""
         subcommand = self.subcommand
         # build_cli(run=False) has no subcommand: the trainer section is at the top then
         config = (self.config_init[subcommand] if subcommand else self.config_init)["trainer"]
         listed = config.get("callbacks") or []
         callbacks = list(listed) if isinstance(listed, list) else [listed]
-        if config.get("enable_progress_bar") is not False and not _has(callbacks, ProgressBar):
-            callbacks.append(GeneratorStepProgressBar())
         root = config.get("default_root_dir") or self._default_root()
         kwargs.setdefault("default_root_dir", root)
         if config.get("logger") is None:
             kwargs.setdefault("logger", CSVLogger(save_dir=root, name="logs"))
         if isinstance(self.model, GANMethod):
             callbacks += self._default_callbacks(config, callbacks, root)
+        if config.get("enable_progress_bar") is not False and not _has(callbacks, ProgressBar):
+            callbacks.append(GeneratorStepProgressBar())
         if subcommand == "predict":  # the callback that writes the samples
             self.predict_options = predict_options(self.config["predict"])
             callbacks.append(sample_writer(self.predict_options))
@@ -427,23 +428,26 @@ class MGANCLI(LightningCLIHooks):
         return str(Path("runs") / type(self.model).__name__.lower())
 
     def _default_callbacks(self, config: dict, callbacks: list, root: str) -> list:
-        """Generator-step checkpoints and, for data with known modes, mode coverage, each
-        four times a run (and at its end), unless the config brings its own."""
+        """What a GAN run gets unless its config brings its own: for data with known modes,
+        the mode-coverage evaluation four times a run (and at its end); a generator-step
+        checkpoint whenever the first evaluation runs (the config's or this one; four times a
+        run without any), so that every evaluated point can be tested again."""
         model = self.model
         assert isinstance(model, GANMethod)
-        every = max((model.max_generator_steps or 0) // 4, 0)
+        quarter = max((model.max_generator_steps or 0) // 4, 0)
         added: list = []
+        known_modes = getattr(self.datamodule, "modes", None) is not None
+        if known_modes and not _has(callbacks, SampleEvaluation):
+            added.append(ModeCoverageEvaluation(every_n_steps=quarter, num_samples=2500))
         if config.get("enable_checkpointing") is not False and not _has(callbacks, ModelCheckpoint):
+            cadences = [c.every_n_steps for c in callbacks + added if _evaluation(c)]
             added.append(
                 GeneratorStepCheckpoint(
                     dirpath=str(Path(root) / "checkpoints"),
                     save_last=True,
-                    every_n_generator_steps=every,
+                    every_n_generator_steps=cadences[0] if cadences else quarter,
                 )
             )
-        known_modes = getattr(self.datamodule, "modes", None) is not None
-        if known_modes and not _has(callbacks, SampleEvaluation):
-            added.append(ModeCoverageEvaluation(every_n_steps=every, num_samples=2500))
         return added
 
     def fit(self, model: LightningModule, **kwargs: Any) -> None:
@@ -506,6 +510,11 @@ def _has(callbacks: list, kind: type) -> bool:
     return any(isinstance(c, kind) for c in callbacks)
 
 
+def _evaluation(callback: Any) -> bool:
+    """Whether ``callback`` evaluates samples during training (a cadence above 0)."""
+    return isinstance(callback, SampleEvaluation) and callback.every_n_steps > 0
+
+
 def _registered(package: str, base: type) -> list[str]:
     from importlib import import_module
 
@@ -552,7 +561,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MGANCLI:
         save_config_callback=SaveAndLogConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"parser_mode": "omegaconf+", "description": description()},
-        trainer_defaults={"max_epochs": -1},
+        trainer_defaults={"max_epochs": -1, "devices": 1},
         seed_everything_default=0,
         args=args,
         run=run,

@@ -24,9 +24,12 @@ RING = str(ROOT / "configs" / "ring" / "gan.yaml")
 STEPS = 40  # optimizer steps: 20 D + 20 G steps
 
 # Evaluate every 10 generator steps on 500 samples instead of every 5,000 on 2,500; the
-# checkpoint keeps the ring config's interpolated folder.
+# checkpoint and the logger write into the run's folder through interpolations.
 FAST_CALLBACKS = """
 trainer:
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {save_dir: "${trainer.default_root_dir}", name: logs}
   callbacks:
     - class_path: mgan_lightning.callbacks.ModeCoverageEvaluation
       init_args: {every_n_steps: 10, num_samples: 500}
@@ -318,3 +321,50 @@ def test_several_devices_get_ddp_that_finds_unused_parameters(
     from mgan_lightning.cli_checks import gan_strategy
 
     assert gan_strategy(strategy, devices, num_nodes) == expected
+
+
+# ------------------------------------------------------------ what a run gets by default
+def _built(tmp_path: Path, *extra: str):
+    """The CLI built (not run) on the ring GAN config, 400 generator steps, plus ``extra``."""
+    args = ["--config", RING, f"--trainer.default_root_dir={tmp_path}"]
+    return build_cli([*args, "--model.init_args.max_generator_steps=400", *extra], run=False)
+
+
+def test_a_run_gets_evaluation_checkpoints_progress_and_logger_by_default(tmp_path) -> None:
+    """The ring GAN config names no callback: the run gets the mode-coverage evaluation and
+    checkpoints four times a run, the generator-step progress bar, a CSV logger in its
+    folder, and one device."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from mgan_lightning.callbacks import GeneratorStepCheckpoint, ModeCoverageEvaluation
+    from mgan_lightning.callbacks.progress import GeneratorStepProgressBar
+
+    assert "callbacks" not in yaml.safe_load(Path(RING).read_text()).get("trainer", {})
+    trainer = _built(tmp_path).trainer
+    (coverage,) = [c for c in trainer.callbacks if isinstance(c, ModeCoverageEvaluation)]
+    (checkpoint,) = [c for c in trainer.callbacks if isinstance(c, GeneratorStepCheckpoint)]
+    assert coverage.every_n_steps == checkpoint.every_n_generator_steps == 100
+    assert Path(checkpoint.dirpath) == (tmp_path / "checkpoints").resolve()
+    assert any(isinstance(c, GeneratorStepProgressBar) for c in trainer.callbacks)
+    assert isinstance(trainer.logger, CSVLogger) and Path(trainer.logger.save_dir) == tmp_path
+    assert trainer.num_devices == 1
+
+
+def test_checkpoints_follow_the_first_evaluation_that_runs(tmp_path) -> None:
+    """An evaluation the config brings sets the checkpoints' cadence (one that never runs
+    during training, every_n_steps 0, does not); no mode-coverage evaluation is added."""
+    from mgan_lightning.callbacks import GeneratorStepCheckpoint, ModeCoverageEvaluation
+
+    evaluations = tmp_path / "evaluations.yaml"
+    evaluations.write_text(
+        "trainer:\n  callbacks:\n"
+        "    - {class_path: mgan_lightning.callbacks.ModeCoverageEvaluation,"
+        " init_args: {every_n_steps: 0}}\n"
+        "    - {class_path: mgan_lightning.callbacks.ModeCoverageEvaluation,"
+        " init_args: {every_n_steps: 30}}\n"
+    )
+    trainer = _built(tmp_path, "--config", str(evaluations)).trainer
+    coverage = [c for c in trainer.callbacks if isinstance(c, ModeCoverageEvaluation)]
+    assert [c.every_n_steps for c in coverage] == [0, 30]
+    (checkpoint,) = [c for c in trainer.callbacks if isinstance(c, GeneratorStepCheckpoint)]
+    assert checkpoint.every_n_generator_steps == 30

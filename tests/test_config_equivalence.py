@@ -32,7 +32,18 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 # Intended changes of what a shipped config runs, against the snapshot:
 # {config: {dotted key: (new value, reason)}}. A key names a dict entry or a list item
 # (``trainer.callbacks[0].init_args.every_n_steps``).
-CHANGES: dict[str, dict[str, tuple[Any, str]]] = {}
+_OWN_FOLDER = "it wrote into mimgan.yaml's folder, whose checkpoints and logs it replaced"
+CHANGES: dict[str, dict[str, tuple[Any, str]]] = {
+    f"{family}/mimgan_mi_only.yaml": {
+        "trainer.default_root_dir": (f"runs/{family}/mimgan_mi_only", _OWN_FOLDER),
+        "trainer.logger.init_args.save_dir": (f"runs/{family}/mimgan_mi_only", _OWN_FOLDER),
+        "trainer.callbacks[1].init_args.dirpath": (
+            f"runs/{family}/mimgan_mi_only/checkpoints",
+            _OWN_FOLDER,
+        ),
+    }
+    for family in ("ring", "grid")
+}
 
 SNAPSHOT = load_snapshot()
 NAMES = sorted(set(SNAPSHOT) | {config_id(p) for p in run_configs()})
