@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mnist_data import MNIST_DIR, needs_mnist
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 # PRDC on: the evaluation the config's ModeCoverageEvaluation would do, on fewer samples.
@@ -117,3 +119,26 @@ def test_benchmarks_import_no_test_and_load_no_script_by_path() -> None:
         assert "spec_from_file_location" not in text, script.name
         assert "from tests" not in text and "import tests" not in text, script.name
         assert "manual_seed" not in text, script.name  # scoring uses the library's streams
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_stacked_mnist_reads_both_rules_from_the_logs(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = protocol(
+        "stacked_mnist", "--methods", "gan", "--seeds", "0", "--steps", "2", "--runs",
+        str(tmp_path / "runs"), "--out-dir", str(out), "--",
+        f"--data.init_args.data_root={MNIST_DIR}", "--data.init_args.source_split=test",
+        "--trainer.enable_progress_bar=false",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((out / "stacked_mnist.json").read_text())
+    (run,) = result["runs"]
+    assert run["generator_steps"] == 2 and set(run["rules"]) == {"all", "confident"}
+    logged = next((tmp_path / "runs").rglob("metrics.csv")).read_text()
+    assert "stacked_mnist/all/modes" in logged and "stacked_mnist/confident/counted" in logged
+    assert 1 <= run["rules"]["all"]["modes"] <= 1000 and run["curve"][-1]["step"] == 2
+    written = (out / "stacked_mnist.md").read_text()
+    (out / "stacked_mnist.md").write_text("")
+    assert protocol("report", "--results", str(out), "--no-plot").returncode == 0
+    assert (out / "stacked_mnist.md").read_text() == written
