@@ -83,10 +83,10 @@ def test_sweep_runs_and_logs_its_metric(path: Path, tmp_path: Path) -> None:
     assert command[:2] == ["mgan", "fit"] and "${args}" not in command
     root = tmp_path / "run"
     data: list[str] = []
-    if "mnist" in path.stem:  # image sweeps read MNIST from where CI keeps it
+    if "mnist" in path.stem:  # image sweeps read MNIST's test split from where CI keeps it
         if not HAS_MNIST:
             pytest.skip(SKIP_REASON)
-        data = [f"--data.init_args.data_root={MNIST_DIR}"]
+        data = [f"--data.init_args.data_root={MNIST_DIR}", "--data.init_args.source_split=test"]
     proc = mgan(
         [*command[1:], f"--trainer.default_root_dir={root}",
          f"--model.init_args.max_generator_steps={STEPS}", *data],

@@ -117,7 +117,7 @@ class MNIST(GANDataModule):
 
     Args:
         train_split: IDX split used for training. ``"test"`` trains on the 10,000 t10k
-            digits, the only split available offline in ``shared/data/mnist``.
+            digits: for offline checks where only the test split's files are at hand.
         image_size: resize the 28 x 28 digits to ``S x S`` (e.g. 32 for DCGAN bodies);
             ``None`` keeps 28.
         holdout: keep the last ``holdout`` items of the training split out of training and
@@ -253,7 +253,8 @@ class StackedMNIST(GANDataModule):
     Args:
         length: number of training items (any positive number).
         test_length: number of test items.
-        source_split: MNIST split the digits come from (``"test"`` works offline).
+        source_split: MNIST split the digits come from: the training split, or ``"test"``
+            for offline checks where only the test split's files are at hand.
         image_size: side ``S`` of the square images (32 in MGAN); ``None`` keeps 28.
 
     See ``GANDataModule`` for the other arguments.
