@@ -98,16 +98,34 @@ def fit_arguments(config: str, seed: int, overrides: list[str]) -> list[str]:
 
 
 def effective_config(config: str, seed: int, overrides: list[str]) -> tuple[str, Any]:
-    """The configuration ``mgan fit`` would run for this seed, as text (run folder left at
-    the config's own, version comment lines dropped), and the CLI built from it (its
-    ``model`` and ``datamodule`` untrained), for protocols that need e.g. the known modes."""
+    """The configuration ``mgan fit`` would run for this seed, as YAML text, and the CLI built
+    from it (its ``model`` and ``datamodule`` untrained), for protocols that need e.g. the
+    known modes.
+
+    The text is the parsed configuration as jsonargparse dumps it (every default filled, the
+    command's own changes made, version comment lines dropped), then, under
+    ``trainer_as_built``, each callback and logger of the Trainer the command builds with
+    its plain-valued public attributes: what ``mgan`` adds when the config does not say
+    (evaluation, checkpoints, logger) counts as much as what the file says. The run folder is
+    the config's own and paths inside the repository are written relative to it."""
+    import yaml
+
     from mgan_lightning.cli import build_cli
 
     with warnings.catch_warnings():  # Lightning warns that this process has arguments of its own
         warnings.simplefilter("ignore")
         cli = build_cli(fit_arguments(config, seed, overrides), run=False)
     text = cli.parser.dump(cli.config, skip_none=False)
-    return "\n".join(line for line in text.splitlines() if not line.startswith("#")), cli
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    plain = (int, float, str, bool, type(None))
+    trainer: Any = cli.trainer
+    built: list[dict[str, Any]] = [
+        {k: v for k, v in vars(item).items() if not k.startswith("_") and isinstance(v, plain)}
+        | {"class_path": f"{type(item).__module__}.{type(item).__qualname__}"}
+        for item in [*trainer.callbacks, *trainer.loggers]
+    ]
+    lines.append(yaml.safe_dump({"trainer_as_built": built}, sort_keys=True).rstrip())
+    return "\n".join(lines).replace(str(ROOT) + os.sep, ""), cli
 
 
 @dataclass

@@ -64,7 +64,10 @@ def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: P
     assert "prdc_density" in first["summary"]
     run = ROOT / record["run_dir"] if not Path(record["run_dir"]).is_absolute() else None
     folder = run or Path(record["run_dir"])
-    assert (folder / "effective_config.yaml").exists()
+    # the effective configuration counts what the command adds to the Trainer
+    effective = (folder / "effective_config.yaml").read_text()
+    assert "trainer_as_built:" in effective and "prdc: true" in effective
+    assert "class_path: lightning.pytorch.loggers.csv_logs.CSVLogger" in effective
     # the figures are the callback's, as its logger wrote them
     rows = (next(folder.rglob("metrics.csv"))).read_text()
     assert f"{record['modes']}" in rows
