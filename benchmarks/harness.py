@@ -103,10 +103,10 @@ def effective_config(config: str, seed: int, overrides: list[str]) -> tuple[str,
     known modes.
 
     The text is the parsed configuration as jsonargparse dumps it (every default filled, the
-    command's own changes made, version comment lines dropped), then, under
-    ``trainer_as_built``, each callback and logger of the Trainer the command builds with
-    its plain-valued public attributes: what ``mgan`` adds when the config does not say
-    (evaluation, checkpoints, logger) counts as much as what the file says. The run folder is
+    command's own changes made, version comment lines dropped) but for the Trainer's
+    callbacks and logger, which come under ``trainer_as_built`` as the command builds them,
+    each with its plain-valued public attributes: what ``mgan`` adds when the config does not
+    say (evaluation, checkpoints, logger) counts the same as what a file says. The run folder is
     the config's own and paths inside the repository are written relative to it."""
     import yaml
 
@@ -115,7 +115,9 @@ def effective_config(config: str, seed: int, overrides: list[str]) -> tuple[str,
     with warnings.catch_warnings():  # Lightning warns that this process has arguments of its own
         warnings.simplefilter("ignore")
         cli = build_cli(fit_arguments(config, seed, overrides), run=False)
-    text = cli.parser.dump(cli.config, skip_none=False)
+    parsed = cli.config.clone()  # callbacks and logger: as built, below
+    parsed.trainer.callbacks = parsed.trainer.logger = None
+    text = cli.parser.dump(parsed, skip_none=False, skip_check=True)
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     plain = (int, float, str, bool, type(None))
     trainer: Any = cli.trainer
