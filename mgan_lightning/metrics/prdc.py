@@ -126,7 +126,9 @@ def flat_scores(scores: Mapping[str, torch.Tensor]) -> dict[str, float]:
             continue
         if name.endswith("_per_generator"):
             base = name[: -len("_per_generator")]
-            flat.update({f"{base}_g{g}": float(v) for g, v in enumerate(value.tolist())})
+            flat.update(
+                {f"{base}_g{g}": float(v) for g, v in enumerate(value.reshape(-1).tolist())}
+            )
         else:
             flat[name] = float(value)
     return flat

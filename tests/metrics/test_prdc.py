@@ -226,6 +226,17 @@ def test_num_generators_gives_an_empty_generator_its_bar() -> None:
         prdc(real, fake, 3, torch.full((40,), 3), num_generators=3)
 
 
+def test_one_generator_logs_its_per_generator_values() -> None:
+    """torchmetrics squeezes a one-element result to a 0-d tensor; a GAN's run still logs g0."""
+    real, fake = torch.randn(40, 2), torch.randn(30, 2)
+    metric = PRDC(nearest_k=3)
+    metric.update(real_features=real, fake_features=fake, generator_index=torch.zeros(30).long())
+    flat = flat_scores(metric.compute())
+    expected = flat_scores(prdc(real, fake, 3, torch.zeros(30, dtype=torch.long)))
+    assert {"coverage_g0", "precision_g0", "density_g0"} <= set(flat)
+    assert flat == pytest.approx(expected, nan_ok=True)
+
+
 def test_per_generator_shares_on_two_separate_clusters() -> None:
     """Two real clusters; generator 0 draws from the first, generator 1 from both."""
     g = np.random.default_rng(0)
