@@ -70,8 +70,10 @@ CONFIG = "configs/stacked_mnist/gan.yaml"
 def stacked_cli(tmp_path, *extra: str):
     """What `mgan fit/test --config CONFIG ...` builds (run=False: no subcommand)."""
     root = f"--data.init_args.data_root={MNIST_DIR}"  # the config's data/mnist is the user's
+    split = "--data.init_args.source_split=test"  # the offline option: CI has the t10k files
     cli = build_cli(
-        ["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", root, *extra], run=False
+        ["--config", CONFIG, f"--trainer.default_root_dir={tmp_path}", root, split, *extra],
+        run=False,
     )
     for callback in cli.trainer.callbacks:  # keep the evaluations small
         if isinstance(callback, StackedMNISTEvaluation):

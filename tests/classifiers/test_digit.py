@@ -77,6 +77,8 @@ def test_config_trains_through_the_cli(tmp_path, monkeypatch):
             f"--trainer.default_root_dir={tmp_path}",
             "--data.init_args.batch_size=16",
             f"--data.init_args.data_root={MNIST_DIR}",  # the config's data/mnist is the user's
+            "--data.init_args.train_split=test",  # the offline option: CI has the t10k files
+            "--data.init_args.holdout=2000",
         ]
     )
     assert isinstance(cli.model, DigitClassifier)
@@ -87,7 +89,8 @@ def test_config_trains_through_the_cli(tmp_path, monkeypatch):
 @needs_mnist
 @pytest.mark.skipif(not DEFAULT_DIGIT_WEIGHTS.is_file(), reason="no shipped digit weights")
 def test_shipped_weights_read_held_out_digits():
-    """Items 8000..9999 of t10k were never trained on (configs/mnist/digit_classifier.yaml)."""
+    """The shipped weights were trained on t10k items 0..7999 (the config's offline option,
+    ``train_split=test``, ``holdout=2000``), so items 8000..9999 are held out."""
     images, labels = load_mnist_split(MNIST_DIR, "test")
     net = load_digit_classifier()
     with torch.no_grad():
