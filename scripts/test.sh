@@ -14,4 +14,4 @@ lint-imports  # the layers contract in pyproject.toml: core <- methods <- callba
 site=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$site"
 rm -rf "$site"
-python -m pytest -q
+python -m pytest -q --durations=15  # the slowest tests, to keep CI within its budget
