@@ -12,7 +12,8 @@ CSVLogger's ``metrics.csv``), never the console. A finished run is reused when i
 holds the same *effective* configuration: the config as the CLI resolves it for that seed
 and those overrides (defaults filled in, interpolations resolved, the run folder left out).
 A config rewritten to the same effect keeps its runs; anything that reaches the experiment
-trains again.
+trains again. A protocol that needs a figure a callback keeps without logging it (the
+library's ``GeneratorStepRate``) runs the same command through :func:`fit_and_record`.
 
 Run the protocols as modules from the repository root (``python -m benchmarks.coverage``).
 """
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "runs" / "benchmarks"
 RECORD = "harness.json"  # what the harness knows of a run, in the run's folder
+KEPT = "callback_results.json"  # what the run's callbacks kept and did not log
 
 
 # ------------------------------------------------------------------ provenance
@@ -172,8 +174,11 @@ def fit(
     threads: int = 1,
     force: bool = False,
     runs: Path = RUNS,
+    keep_results: bool = False,
 ) -> Run:
-    """Run (or reuse) ``mgan fit`` of one seed under ``runs/<name>/seed<S>``."""
+    """Run (or reuse) ``mgan fit`` of one seed under ``runs/<name>/seed<S>``. With
+    ``keep_results`` it runs through :func:`fit_and_record`, which also writes what the run's
+    callbacks kept and did not log to ``KEPT`` in that folder."""
     text, setup = effective_config(config, seed, overrides)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = (runs / name / f"seed{seed}").resolve()
@@ -194,7 +199,8 @@ def fit(
     start = time.perf_counter()
     with open(folder / "train.log", "w") as log:
         proc = subprocess.run(
-            [sys.executable, "-m", "mgan_lightning.cli", "fit", *args],
+            [sys.executable, "-m", "benchmarks.harness" if keep_results else "mgan_lightning.cli"]
+            + ["fit", *args],
             cwd=ROOT,
             env=thread_env(threads),
             stdout=log,
@@ -272,3 +278,24 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
         return list(argv), []
     cut = argv.index("--")
     return argv[:cut], argv[cut + 1 :]
+
+
+def fit_and_record() -> None:
+    """``python -m benchmarks.harness fit ARGS``: ``mgan fit ARGS`` in this process, then the
+    ``result`` dict each of the Trainer's callbacks kept without logging it (the library's
+    ``GeneratorStepRate``: steps per second after its warm-up, peak memory) into ``KEPT`` in
+    the run folder, keyed by class name."""
+    from mgan_lightning import console
+    from mgan_lightning.cli import build_cli
+
+    console.quiet()
+    cli = build_cli()  # reads sys.argv, as the mgan command does
+    trainer: Any = cli.trainer
+    results = [(type(c).__name__, getattr(c, "result", None)) for c in trainer.callbacks]
+    write_json(
+        Path(trainer.default_root_dir) / KEPT, {k: v for k, v in results if isinstance(v, dict)}
+    )
+
+
+if __name__ == "__main__":
+    fit_and_record()

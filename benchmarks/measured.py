@@ -1,11 +1,13 @@
-"""Tables of one-off measurements, rendered from their committed JSON.
+"""Tables of measurements, rendered from their JSON.
 
-Each of these results documents one measured fact (a cost, a speed, what a mistake prints,
+Most of these results document one measured fact (a cost, a speed, what a mistake prints,
 what a kill leaves behind), taken once by a script at the commit the JSON records. Those
 scripts re-derived what the library or its tests do, so they are no longer kept; the JSON
 keeps every number, and this module turns it back into the Markdown table
 (``python -m benchmarks.report``). To measure again, run the script at its commit:
-``git show <commit>:benchmarks/<script>.py``.
+``git show <commit>:benchmarks/<script>.py``. The live measurements (``benchmarks/cost.py``,
+``benchmarks/metric_cost.py``) write JSON that names its ``layout`` and ``provenance``; a
+result named like a retired one (``cost.json``) is rendered by its own layout.
 
 A table is a list of rows (dicts) and columns ``(title, key or function, format)``.
 """
@@ -77,6 +79,17 @@ def rule_rows(real: dict[str, Row]) -> list[Row]:
     ]
 
 
+def peak(row: Row) -> Any:
+    return row.get("peak_cuda_mb", row.get("peak_rss_mb"))
+
+
+def prdc_target(row: Row) -> bool | None:
+    """PRDC's target: under 60 s and 4 GiB at 10,000 points of 2,048 features."""
+    if row["points"] < 10_000 or row["features"] < 2048 or peak(row) is None:
+        return None
+    return row["seconds"] < 60 and peak(row) < 4096
+
+
 S, MS = ".2f", ".1f"
 COST: list[Column] = [
     ("setting", "setting", "s"),
@@ -88,6 +101,40 @@ COST: list[Column] = [
 ]
 # name -> (title, script, [(heading, rows of the JSON, columns)])
 TABLES: dict[str, tuple[str, str, list[tuple[str, Callable[[Any], list[Row]], list[Column]]]]] = {
+    "training_cost": (
+        "Training cost: seconds per 1,000 generator steps and peak memory",
+        "cost.py",
+        [
+            (
+                "Targets",
+                lambda j: named(j.get("targets", {}), "case"),
+                [
+                    ("setting, case", "case", "s"),
+                    ("target", "target", S),
+                    ("ratio", "ratio", ".3f"),
+                    ("met", "met", "yes"),
+                ],
+            ),
+            (
+                "",
+                lambda j: flat(j["summary"], "setting", "case"),
+                [
+                    ("setting", "setting", "s"),
+                    ("case", "case", "s"),
+                    ("s / 1k G steps", "seconds_per_1k", S),
+                    ("ratio", "seconds_per_1k_ratio", ".3f"),
+                    ("peak MB", "peak_mb", ".0f"),
+                    ("ratio", "peak_mb_ratio", S),
+                    ("K", "num_generators", "d"),
+                    ("fakes / G", "fake_per_generator", "d"),
+                    ("G params", "generator_params", ",d"),
+                    ("reps", lambda r: len(r["seconds_per_1k_reps"]), "d"),
+                    ("config", "config", "code"),
+                    ("overrides", lambda r: " ".join(r["overrides"]) or None, "code"),
+                ],
+            ),
+        ],
+    ),
     "bad_input": (
         "Bad input: what each mistake prints (one line, exit status 2)",
         "bad_input.py",
@@ -293,7 +340,7 @@ TABLES: dict[str, tuple[str, str, list[tuple[str, Callable[[Any], list[Row]], li
         [
             (
                 "Seconds per 10,000 samples",
-                lambda j: named(j["cost"], "metric"),
+                lambda j: named(j.get("cost", {}), "metric"),
                 [
                     ("metric", "metric", "s"),
                     ("samples", "samples", ",d"),
@@ -302,15 +349,19 @@ TABLES: dict[str, tuple[str, str, list[tuple[str, Callable[[Any], list[Row]], li
                         lambda r: (
                             r.get("seconds_per_10k") or r.get("fake_and_compute_seconds_per_10k")
                         ),
-                        ".1f",
+                        ".2f",
                     ),
-                    ("peak RSS MB", "peak_rss_mb", ".0f"),
-                    ("increase MB", "rss_increase_mb", ".0f"),
+                    ("peak MB", peak, ".0f"),
+                    (
+                        "increase MB",
+                        lambda r: r.get("rss_increase_mb", r.get("cuda_increase_mb")),
+                        ".0f",
+                    ),
                 ],
             ),
             (
                 "The counter on real stacked digits",
-                lambda j: rule_rows(j["real_data"]),
+                lambda j: rule_rows(j.get("real_data", {})),
                 [
                     ("draw", "draw", "s"),
                     ("rule", "rule", "s"),
@@ -322,12 +373,18 @@ TABLES: dict[str, tuple[str, str, list[tuple[str, Callable[[Any], list[Row]], li
             ),
             (
                 "PRDC",
-                lambda j: j["prdc"]["rows"],
+                lambda j: j.get("prdc", {}).get("rows", []),
                 [
                     ("points", "points", ",d"),
                     ("features", "features", "d"),
                     ("seconds", "seconds", ".1f"),
-                    ("increase MB", "rss_increase_mb", ".0f"),
+                    ("peak MB", peak, ".0f"),
+                    (
+                        "increase MB",
+                        lambda r: r.get("rss_increase_mb", r.get("cuda_increase_mb")),
+                        ".0f",
+                    ),
+                    ("< 60 s, < 4 GiB", prdc_target, "yes"),
                 ],
             ),
         ],
@@ -438,13 +495,37 @@ def commit_of(result: Any) -> str:
     return str(commit)[:10]
 
 
+def layout(name: str, result: Any) -> str | None:
+    """The table a result is rendered as: the one it names, else the one of its file name."""
+    named_layout = result.get("layout") if isinstance(result, dict) else None
+    return named_layout or (name if name in TABLES else None)
+
+
 def markdown(name: str, result: Any) -> str:
-    title, script, sections = TABLES[name]
+    title, script, sections = TABLES[layout(name, result) or name]
     lines = [f"# {title}", ""]
     for heading, rows, columns in sections:
+        found = rows(result)
+        if not found:
+            continue
         if heading:
             lines += [f"## {heading}", ""]
-        lines += [*table(rows(result), columns), ""]
+        lines += [*table(found, columns), ""]
+    prov = result.get("provenance") if isinstance(result, dict) else None
+    if prov:  # a live measurement: its own command, commit and machine
+        dirty = " (with uncommitted changes)" if prov["git"].get("dirty_files") else ""
+        lines.append(
+            f"Measured by `{prov['command']}` at commit {prov['git']['commit'][:10]}{dirty} on "
+            f"{prov['hardware']} ({prov['threads_per_run']} thread(s), {prov['date']}); every "
+            f"figure is in `{name}.json`. Generated by `python -m benchmarks.report`."
+        )
+        if result.get("kept_from_earlier"):
+            lines[-1] += (
+                " Kept from an earlier measurement (its command is in the JSON): "
+                + ", ".join(result["kept_from_earlier"])
+                + "."
+            )
+        return "\n".join(lines) + "\n"
     machine = result[0].get("machine") if isinstance(result, list) else result.get("machine")
     lines.append(
         f"Measured by `benchmarks/{script}` at commit {commit_of(result)}"

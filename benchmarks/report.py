@@ -7,7 +7,7 @@
   networks and budget), each of our rows with the command that reproduces it; and
   ``coverage.png``, one bar chart per metric and data set, our per-seed values as dots;
 - ``stacked_mnist.md`` and ``stacked_mnist_weak_d.md`` by :mod:`benchmarks.stacked_mnist`;
-- the tables of one-off measurements by :mod:`benchmarks.measured`.
+- the tables of measurements (one-off and live) by :mod:`benchmarks.measured`.
 
     python -m benchmarks.report
 """
@@ -313,11 +313,11 @@ def main(argv: list[str] | None = None) -> None:
             result = json.loads((folder / f"{suite}.json").read_text())
             (folder / f"{suite}.md").write_text(stacked_mnist.markdown(result, suite))
             written.append(folder / f"{suite}.md")
-    for name in measured.TABLES:
-        if (folder / f"{name}.json").exists():
-            result = json.loads((folder / f"{name}.json").read_text())
-            (folder / f"{name}.md").write_text(measured.markdown(name, result))
-            written.append(folder / f"{name}.md")
+    for path in sorted(folder.glob("*.json")):  # measurements: by name or by their layout
+        result = json.loads(path.read_text())
+        if measured.layout(path.stem, result):
+            path.with_suffix(".md").write_text(measured.markdown(path.stem, result))
+            written.append(path.with_suffix(".md"))
     print(f"{len(results)} coverage results; wrote " + ", ".join(p.name for p in written))
 
 
