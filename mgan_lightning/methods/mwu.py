@@ -8,9 +8,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from mgan_lightning.methods.gan import GAN
 from mgan_lightning.methods.mwu_report import report_round, start_report
-from mgan_lightning.methods.rounds import Rounds, rounds_length
+from mgan_lightning.methods.rounds import GeneratorPerRound, rounds_length
 from mgan_lightning.methods.weighted_data import WeightedData
-from mgan_lightning.nets.independent import IndependentGenerators
 from mgan_lightning.nets.modes import eval_mode
 
 
@@ -33,25 +32,25 @@ def multiplicative_weights_update(
     return torch.where(term < delta, 2.0 * w, w), term
 
 
-class MWU(Rounds, WeightedData, GAN):
+class MWU(GeneratorPerRound, WeightedData, GAN):
     """Multiplicative-weights mixture of T generators (Zhong et al. 2019, Algorithm 1) in one
-    ``mgan fit``, each round a fresh GAN (:mod:`~mgan_lightning.methods.rounds`):
+    ``mgan fit``, each round a fresh GAN with a generator of its own
+    (:class:`~mgan_lightning.methods.rounds.GeneratorPerRound`):
 
         w_i = 1 for every training point                              (DataModule weights)
         for t = 1..T, each a round of ``steps_per_round`` generator steps:
-            G_t, D_t fresh: new weights, empty optimizer state   (Rounds, :meth:`start_round`)
-            train the GAN (G_t, D_t) on x ~ w / sum(w)      (:mod:`~.weighted_data`)
+            G_t, D_t fresh: new weights, empty optimizer state            (GeneratorPerRound)
+            train the GAN (G_t, D_t) on x ~ w / sum(w)                    (WeightedData)
                 D: BCE(D(x), 1) + BCE(D(G_t(z)), 0);  G: BCE(D(G_t(z)), 1)
             c_i = D_t(x_i) for every training point            (:meth:`score_training_points`)
             w_i <- 2 w_i where term_i < delta            (:func:`multiplicative_weights_update`)
-            G_t joins the mixture, frozen                          (:meth:`freeze_generator`)
+            G_t joins the mixture, frozen                                 (GeneratorPerRound)
         model: the uniform mixture of G_1..G_T
 
     The mixture keeps the raw G_t that D_t was trained against and scored, as the paper and
     the authors' code do; ``ema_decay`` only smooths evaluation samples of the round in
     progress (on the ring, seed 3, the EMA of G_1 covered 1 mode while D_1 doubled no
-    point). The generators share no layer (:class:`~mgan_lightning.nets.IndependentGenerators`).
-    Each round logs ``mwu/...`` (:mod:`~mgan_lightning.methods.mwu_report`).
+    point). Each round logs ``mwu/...`` (:mod:`~mgan_lightning.methods.mwu_report`).
 
     Args:
         num_rounds: T, generators in the mixture.
@@ -102,56 +101,22 @@ class MWU(Rounds, WeightedData, GAN):
         self.delta, self.score_batch_size = float(delta), score_batch_size
         self.coverage_samples = coverage_samples
         start_report(self)
-        self.bank.set_trainable([0])
-
-    @property
-    def bank(self) -> IndependentGenerators:
-        """The T generators (independent, one slot per round)."""
-        assert isinstance(self.generators, IndependentGenerators)
-        return self.generators
-
-    def mixture_weights(self) -> torch.Tensor:
-        """Uniform over the generators trained so far: the finished ones and the current one
-        once it has made a step (at a round's boundary, the finished ones only)."""
-        t = self.current_round
-        active = max(t + int(self.generator_steps_done > t * self.steps_per_round), 1)
-        weights = torch.zeros(self.num_rounds, device=self.device)
-        weights[:active] = 1.0 / active
-        return weights
-
-    # ------------------------------------------------------------- a round
-    def start_round(self, t: int) -> None:
-        """G_t alone trains."""
-        self.bank.set_trainable([t])
-
-    def fake_batch(self, real_batch_size, generator=None):
-        """Only G_t makes fakes."""
-        t, n = self.current_round, self.fake_per_generator or real_batch_size
-        z = self.prior.sample(n, self.latent_dim, generator)
-        fake = self.bank.forward_one(t, z)
-        return fake, torch.full((n,), t, dtype=torch.long, device=fake.device), z
 
     def end_round(self, t: int) -> None:
-        """Score every point with D_t, reweight, freeze the G_t that D_t scored, log."""
+        """Score every point with D_t, reweight, log; G_t joins the mixture as D_t scored it."""
         datamodule = self.weighted_data()
         weights, term = multiplicative_weights_update(
             datamodule.enable_example_weights(), self.score_training_points(), self.delta
         )
         datamodule.example_weights = weights
-        self.freeze_generator(t)
         report_round(self, t, weights, term)
+        super().end_round(t)  # frozen
 
     def score_training_points(self) -> torch.Tensor:
         """c_i = D_t(x_i) for every training point (float64, on every process), in eval mode."""
         with eval_mode(self.critic):
             d_t = lambda x: torch.sigmoid(self.critic(x)[0])  # noqa: E731
             return self.on_every_training_point(d_t, self.score_batch_size)
-
-    def freeze_generator(self, t: int) -> None:
-        """G_t stops training when round t + 1 starts; a moving average's slot t takes its
-        raw weights, so sampling and evaluation (which read the average) use it too."""
-        if isinstance(self.generators_ema, IndependentGenerators):
-            self.generators_ema.copy_slot(t, self.bank)
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from mgan_lightning.methods.base import GANMethod
+from mgan_lightning.nets.independent import IndependentGenerators
 from mgan_lightning.private_api import clear_optimizer_state
 from mgan_lightning.rng import derive_seed
 
@@ -51,7 +52,7 @@ def rounds_length(
 
 class Rounds(GANMethod):
     """The life cycle of rounds (see the module's text), for a method listed before its
-    losses' class: ``class MWU(Rounds, GAN)``. Its constructor calls :meth:`start_rounds`;
+    losses' class: ``class Restarting(Rounds, GAN)``. Its constructor calls :meth:`start_rounds`;
     it overrides :meth:`end_round` and, if a round starts more than fresh networks,
     :meth:`start_round`."""
 
@@ -149,3 +150,49 @@ class Rounds(GANMethod):
             f"{self.unfinished_round}: set model.max_generator_steps to a whole number of "
             f"rounds ({choices})"
         )
+
+
+class GeneratorPerRound(Rounds):
+    """Rounds that each train a generator of their own: T generators that share no layer
+    (:class:`~mgan_lightning.nets.IndependentGenerators`, all allocated up front, so
+    checkpoint shapes never change); in round t, G_t alone trains and makes the fakes, and
+    at its end it joins the mixture, frozen. The model is the uniform mixture of the
+    generators trained so far. Built with ``num_generators=num_rounds`` and
+    ``independent_generators=True``."""
+
+    def start_rounds(self, num_rounds: int, steps_per_round: int) -> None:
+        super().start_rounds(num_rounds, steps_per_round)
+        self.bank.set_trainable([0])
+
+    @property
+    def bank(self) -> IndependentGenerators:
+        """The T generators (independent, one slot per round)."""
+        assert isinstance(self.generators, IndependentGenerators)
+        return self.generators
+
+    def mixture_weights(self) -> torch.Tensor:
+        """Uniform over the generators trained so far: the finished ones and the current one
+        once it has made a step (at a round's boundary, the finished ones only)."""
+        t = self.current_round
+        active = max(t + int(self.generator_steps_done > t * self.steps_per_round), 1)
+        weights = torch.zeros(self.num_rounds, device=self.device)
+        weights[:active] = 1.0 / active
+        return weights
+
+    def fake_batch(self, real_batch_size, generator=None):
+        """Only G_t makes fakes: ``fake_per_generator`` (default: the real batch's size)."""
+        t, n = self.current_round, self.fake_per_generator or real_batch_size
+        z = self.prior.sample(n, self.latent_dim, generator)
+        fake = self.bank.forward_one(t, z)
+        return fake, torch.full((n,), t, dtype=torch.long, device=fake.device), z
+
+    def end_round(self, t: int) -> None:
+        """G_t joins the mixture: it stops training when round t + 1 starts, and a moving
+        average's slot t takes its raw weights, so sampling and evaluation (which read the
+        average) use the generator the round trained."""
+        if isinstance(self.generators_ema, IndependentGenerators):
+            self.generators_ema.copy_slot(t, self.bank)
+
+    def start_round(self, t: int) -> None:
+        """G_t alone trains."""
+        self.bank.set_trainable([t])

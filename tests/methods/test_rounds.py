@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 
 from mgan_lightning.data import GaussianMixture2D
 from mgan_lightning.methods.gan import GAN
-from mgan_lightning.methods.rounds import Rounds, rounds_length
+from mgan_lightning.methods.rounds import GeneratorPerRound, Rounds, rounds_length
 from mgan_lightning.methods.weighted_data import WeightedData
 from mgan_lightning.nets import MLP
 from mgan_lightning.rng import derive_seed
@@ -101,3 +101,49 @@ def test_a_run_cut_inside_a_round_is_flagged_once(recwarn) -> None:
         "steps), so that round never ends: set model.max_generator_steps to a whole number "
         "of rounds (4 or 8, or 12 for all 3 rounds)"
     ]
+
+
+class Ensemble(GeneratorPerRound, GAN):
+    """T GANs trained one after the other, each with a fresh critic: a mixture of rounds in
+    a few lines."""
+
+    def __init__(self, num_rounds: int = 3, steps_per_round: int = 2, **kwargs) -> None:
+        steps = rounds_length("Ensemble", num_rounds, steps_per_round, None)
+        super().__init__(
+            num_generators=num_rounds, independent_generators=True, max_generator_steps=steps,
+            **kwargs,
+        )  # fmt: skip
+        self.start_rounds(num_rounds, steps_per_round)
+
+
+def test_a_generator_per_round_trains_in_its_round_only() -> None:
+    seed_everything(0, verbose=False)
+    model = Ensemble(sample_shape=(2,), latent_dim=2, architecture=MLP(8, 1, 8, 1), ema_decay=0.5)
+    before = {n: p.detach().clone() for n, p in model.bank.named_parameters()}
+    assert model.bank.trainable.tolist() == [True, False, False]
+    assert torch.equal(model.mixture_weights(), torch.tensor([1.0, 0.0, 0.0]))
+
+    class Snapshot(Callback):
+        def __init__(self) -> None:
+            self.rows: list[tuple] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            bank = {n: p.detach().clone() for n, p in pl_module.bank.named_parameters()}
+            self.rows.append((pl_module.current_round, bank, pl_module.mixture_weights()))
+
+    snapshot = Snapshot()
+    Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[snapshot],
+    ).fit(model, datamodule=GaussianMixture2D(num_train=50, batch_size=16))  # fmt: skip
+    # after steps 2 and 4 the next round began; slot k moved in round k only
+    rounds = [r for r, _, _ in snapshot.rows]
+    assert rounds == [0, 1, 1, 2, 2, 2]
+    for step, (_, bank, _) in enumerate(snapshot.rows, start=1):
+        for k in range(3):
+            moved = any(not torch.equal(bank[n][k], before[n][k]) for n in bank)
+            assert moved == (step > 2 * k), (step, k)
+    assert torch.allclose(model.mixture_weights(), torch.full((3,), 1 / 3))
+    # each finished generator is in the average as it was trained, not averaged
+    for n, p in model.generators_ema.named_parameters():
+        assert torch.equal(p, dict(model.bank.named_parameters())[n])
