@@ -292,9 +292,9 @@ def fit_and_record() -> None:
     cli = build_cli()  # reads sys.argv, as the mgan command does
     trainer: Any = cli.trainer
     results = [(type(c).__name__, getattr(c, "result", None)) for c in trainer.callbacks]
-    write_json(
-        Path(trainer.default_root_dir) / KEPT, {k: v for k, v in results if isinstance(v, dict)}
-    )
+    if trainer.is_global_zero:  # under DDP: process 0's figures
+        kept = {k: v for k, v in results if isinstance(v, dict)}
+        write_json(Path(trainer.default_root_dir) / KEPT, kept)
 
 
 if __name__ == "__main__":
