@@ -303,22 +303,28 @@ def test_checkpoint_mismatch_accepts_its_own_config(ring_checkpoint) -> None:
 
 
 # ----------------------------------------------------------------- data files
-def mnist_run(tmp_path: Path, data_root: Path) -> list[str]:
+def mnist_run(tmp_path: Path, data_root: Path, split: str = "test") -> list[str]:
+    """The Stacked-MNIST config on ``data_root``; the test split by default, as the t10k
+    files are the ones these tests copy (the config's offline option)."""
     return fit_args(
         "stacked_mnist/gan.yaml",
         tmp_path,
         f"--data.init_args.data_root={data_root}",
+        f"--data.init_args.source_split={split}",
         "--trainer.callbacks=[]",
     )
 
 
-def test_missing_data_files_name_the_files_and_folder(capsys, tmp_path: Path) -> None:
+@pytest.mark.parametrize("split, prefix", [("train", "train"), ("test", "t10k")])
+def test_missing_data_files_name_the_files_and_folder(
+    capsys, tmp_path: Path, split: str, prefix: str
+) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    message = refused(capsys, mnist_run(tmp_path, empty), tmp_path)
+    message = refused(capsys, mnist_run(tmp_path, empty, split), tmp_path)
     assert " fit: error: MNIST" in message and "data not found" in message
-    assert str(empty / "t10k-images-idx3-ubyte.gz") in message
-    assert str(empty / "t10k-labels-idx1-ubyte.gz") in message
+    assert str(empty / f"{prefix}-images-idx3-ubyte.gz") in message
+    assert str(empty / f"{prefix}-labels-idx1-ubyte.gz") in message
     assert "data_root" in message
 
 
