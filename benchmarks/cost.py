@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
                     "wall_seconds": run.wall_seconds,
                 }
             )
-            print(f"rep {rep} {case['setting']} {case['label']}: {case['reps'][-1]}", flush=True)
+            done = case["reps"][-1]
+            print(f"rep {rep} {case['setting']} {case['label']}: {done['seconds_per_1k']:.2f} s "
+                  f"per 1k G steps, peak {done['peak_mb']:.0f} MB", flush=True)  # fmt: skip
     result = {
         "layout": "training_cost",
         "provenance": harness.provenance(args.threads),
