@@ -120,6 +120,10 @@ class MGANArgumentParser(LightningArgumentParser):
     given_args: list[str] = []  # the command line, for "unrecognized arguments" (set by MGANCLI)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """Print ``<prog>: error: <message>`` with the message distilled to the key, the value and
+        what is accepted (no usage), and exit with status 2; a missing model gets a hint
+        (``--config FILE`` or ``--ckpt_path X`` alone). A parser that does not exit on errors, or
+        ``JSONARGPARSE_DEBUG``, gets jsonargparse's own error (it raises)."""
         if not self.exit_on_error or _jsonargparse_debug():
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
@@ -169,6 +173,8 @@ class SaveAndLogConfig(SaveConfigCallback):
         checkpoint[CONFIG_KEY] = self._run_config
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Beside Lightning's ``config.yaml``: the resolved config (``None`` values included) as
+        the run config of every W&B logger, one section per top-level key; nothing without one."""
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not loggers:
             return
@@ -464,9 +470,10 @@ class MGANCLI(LightningCLIHooks):
             )
 
     def _checkpoint_folder(self) -> str:
+        """The checkpoint callback's folder, as :func:`_shown_folder` prints it."""
         callback = self.trainer.checkpoint_callback
         folder = getattr(callback, "dirpath", None)
-        return str(folder) if folder else "(none)"
+        return _shown_folder(str(folder)) if folder else "(none)"
 
     def test(self, model: LightningModule, verbose: bool = True, **kwargs: Any) -> None:
         """``mgan test``: Lightning's test, its results as a table of 4 significant figures."""
@@ -501,9 +508,24 @@ class MGANCLI(LightningCLIHooks):
         self.trainer.predict(model, dataloaders=loader, ckpt_path=ckpt_path, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the DataModule's ``sample_shape`` into the model's when both are built, so a
+        config never states the shape of the data."""
         parser.link_arguments(
             "data.sample_shape", "model.init_args.sample_shape", apply_on="instantiate"
         )
+
+
+def _shown_folder(folder: str) -> str:
+    """``folder`` relative to the working directory when it lies under it, as a user gives it
+    (Lightning keeps a checkpoint folder as an absolute path), so printed output holds no
+    machine paths; a folder elsewhere, or a URL, as it is."""
+    if "://" in folder:
+        return folder
+    try:
+        relative = Path(folder).resolve().relative_to(Path.cwd().resolve())
+    except (ValueError, OSError):
+        return folder
+    return str(relative)
 
 
 def _has(callbacks: list, kind: type) -> bool:

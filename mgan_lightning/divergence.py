@@ -165,6 +165,8 @@ class DivergenceGuard:
 
     @property
     def skipping(self) -> bool:
+        """Whether an update with a non-finite loss or gradients is skipped (the checks on and
+        ``on_divergence: skip``) instead of stopping the run."""
         return self.enabled and self.on_divergence == "skip"
 
     # ------------------------------------------------------------- per update

@@ -32,6 +32,7 @@ class LatentPrior(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """The device the prior's samples are made on (the model's: it moves with ``.to()``)."""
         return self._device_anchor.device
 
     needs_data = False
@@ -48,6 +49,8 @@ class LatentPrior(nn.Module):
         return None
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, dim)`` latent vectors on :attr:`device`, drawn from ``generator`` (the global RNG
+        only when it is ``None``)."""
         raise NotImplementedError
 
     # A prior with ``needs_data`` implements these three.
@@ -74,6 +77,7 @@ class NormalPrior(LatentPrior):
         self.std = std
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, dim)`` draws of N(0, std^2 I) from ``generator``."""
         return torch.randn(n, dim, device=self.device, generator=generator) * self.std
 
 
@@ -88,6 +92,7 @@ class UniformPrior(LatentPrior):
         self.high = high
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, dim)`` draws of U[low, high]^dim from ``generator``."""
         z = torch.empty(n, dim, device=self.device)
         return z.uniform_(self.low, self.high, generator=generator)
 
@@ -147,13 +152,18 @@ class GaussianMixturePrior(LatentPrior):
 
     @property
     def prepared(self) -> bool:
+        """Whether the centres exist: built by :meth:`fit` or restored from a checkpoint."""
         return self.centres.numel() > 0
 
     @property
     def dim(self) -> int | None:
+        """The embedding's dimension once the centres exist (``None`` before :meth:`fit`)."""
         return self.centres.shape[1] if self.prepared else None
 
     def points_to_embed(self, sample_shape: tuple[int, ...], available: int) -> int:
+        """``num_points``, or by default every example for vector data and at most
+        ``IMAGE_POINTS`` (20,000) for images; a ``ValueError`` naming the option when that is not
+        between 2 and ``available``."""
         if self.num_points is None:
             wanted = available if len(sample_shape) == 1 else min(self.IMAGE_POINTS, available)
         else:
@@ -167,6 +177,8 @@ class GaussianMixturePrior(LatentPrior):
         return wanted
 
     def dim_for(self, sample_shape: tuple[int, ...], available: int) -> int:
+        """m * ceil(log2 n) for the n examples :meth:`points_to_embed` chooses (m = ``repeats``),
+        known before any is embedded: the generators are sized with it."""
         return embedding_dim(self.points_to_embed(sample_shape, available), self.repeats)
 
     @torch.no_grad()
@@ -184,6 +196,9 @@ class GaussianMixturePrior(LatentPrior):
         self.scale = torch.tensor(embedding.scale, device=self.scale.device)
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` times: pick a centre f(y_i) uniformly and add N(0, sigma^2 I) noise. A
+        ``RuntimeError`` before :meth:`fit` (to sample a trained model, load its checkpoint), a
+        ``ValueError`` when ``dim`` is not the embedding's."""
         if not self.prepared:
             raise RuntimeError(
                 "the Gaussian-mixture prior has no centres yet: it is built from the training "

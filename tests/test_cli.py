@@ -193,6 +193,33 @@ def test_second_fit_into_the_same_directory(run, tmp_path: Path) -> None:
     assert new["trainer"]["max_steps"] == -1
 
 
+def test_fit_names_the_checkpoint_folder_as_given(tmp_path: Path, capsys) -> None:
+    """The stop line names the checkpoint folder relative to the working directory, as the
+    user gave it, not Lightning's absolute path: captured output (a notebook's) holds no
+    machine paths."""
+    run_cli(["fit", "--config", RING, "--trainer.max_steps=2",
+             "--trainer.default_root_dir=run"], cwd=tmp_path)  # fmt: skip
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if "checkpoints in" in s]
+    assert line.endswith(f"checkpoints in {Path('run') / 'checkpoints'}"), line
+    assert str(tmp_path) not in line and str(tmp_path.resolve()) not in line
+
+
+def test_shown_folder_is_relative_under_the_working_directory(tmp_path: Path) -> None:
+    from mgan_lightning.cli import _shown_folder
+
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        inside = str((tmp_path / "run" / "checkpoints").resolve())
+        assert _shown_folder(inside) == str(Path("run") / "checkpoints")
+        assert _shown_folder(str(tmp_path.resolve())) == "."
+        outside = str(tmp_path.resolve().parent / "elsewhere")
+        assert _shown_folder(outside) == outside
+        assert _shown_folder("s3://bucket/run") == "s3://bucket/run"
+    finally:
+        os.chdir(old)
+
+
 @pytest.mark.parametrize(
     "override, words",
     [

@@ -94,12 +94,16 @@ class GANDataModule(LightningDataModule):
         self.example_weights: torch.Tensor | None = None
 
     def state_dict(self) -> dict:
+        """What a checkpoint keeps of the data: the training order's seed (once fixed) and the
+        per-example weights (once a method turned them on)."""
         state: dict = {} if self.order_seed is None else {"order_seed": self.order_seed}
         if self.example_weights is not None:
             state["example_weights"] = self.example_weights.clone()
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Take a checkpoint's training-order seed and per-example weights (float64), so a resumed
+        run reads on in the same order with the same weights."""
         if state_dict.get("order_seed") is not None:
             self.order_seed = int(state_dict["order_seed"])
         if state_dict.get("example_weights") is not None:
@@ -107,6 +111,7 @@ class GANDataModule(LightningDataModule):
 
     @property
     def num_channels(self) -> int:
+        """Image channels, ``C`` of ``(C, H, W)`` samples; ``0`` for vector data."""
         return self.sample_shape[0] if len(self.sample_shape) == 3 else 0
 
     def fingerprint(self) -> dict:
@@ -235,6 +240,8 @@ class GANDataModule(LightningDataModule):
         return self._loader(dataset, BatchSampler(in_order, self.batch_size, False))
 
     def test_dataloader(self) -> DataLoader:
+        """The test split in order, in batches of ``batch_size`` (the last may be smaller), for
+        ``mgan test``."""
         return self._eval_loader()
 
     def predict_dataloader(self) -> DataLoader:

@@ -200,6 +200,8 @@ class GaussianMixture(GANDataModule):
         return self.sample_shape[0]
 
     def setup(self, stage: str | None = None) -> None:
+        """Draw the training and test sets once from ``seed``: samples of the mixture with the
+        index of the mode each came from (every stage gets both; later calls keep them)."""
         if self.train_set is not None:
             return
         gen = torch.Generator().manual_seed(self.seed)

@@ -288,6 +288,8 @@ class StackedMNIST(GANDataModule):
         self._source: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def prepare_data(self) -> None:
+        """Download the source split's MNIST files once (rank 0) when asked; the stacks are drawn
+        in ``setup``."""
         if self.download:
             load_mnist_split(self.data_root, self.source_split, download=True)
 

@@ -42,6 +42,8 @@ class RandomImages(GANDataModule):
         self.num_train, self.num_test = num_train, num_test
 
     def setup(self, stage: str | None = None) -> None:
+        """Draw the ``num_train`` images once from ``seed`` (labels all 0); the test split is
+        their first ``num_test``."""
         if self.train_set is None:
             generator = torch.Generator().manual_seed(self.seed)
             images = torch.rand(self.num_train, *self.sample_shape, generator=generator) * 2 - 1

@@ -51,6 +51,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.start = 0  # batches of this epoch to skip (already consumed before a resume)
 
     def set_epoch(self, epoch: int) -> None:
+        """Read epoch ``epoch``'s permutation next (Lightning calls it at every epoch start)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -97,6 +98,9 @@ class TrainBatches:
     # Lightning's resumable-loader protocol. The position needs no saving: it is the epoch
     # (restored by Lightning) and the batches consumed in it (asked for at the next pass).
     def state_dict(self) -> dict:
+        """The order's seed, for Lightning's resumable-loader protocol. The position needs no
+        saving: it is the epoch (restored by Lightning) and the batches consumed in it (asked for
+        at the next pass)."""
         return {"seed": self.batch_sampler.seed}
 
     def load_state_dict(self, state_dict: dict) -> None:

@@ -79,6 +79,8 @@ class TorchvisionImages(GANDataModule):
 
     @property
     def transform(self) -> transforms.Compose:
+        """Every image's transform: resize and center-crop to ``image_size`` (unless the images
+        are square of that size already), then scale to [-1, 1] (:func:`image_transform`)."""
         return image_transform(self.image_size, self.native_size)
 
     def _build(self, train: bool, download: bool) -> Dataset:

@@ -196,6 +196,9 @@ class GANMethod(GeneratorClock, MixtureSampling, DataPreparation):
 
     @staticmethod
     def real_samples(batch) -> torch.Tensor:
+        """The real samples of a loader's batch: its first element when it is a tuple or list
+        (samples, labels), else the batch itself. A method that draws its own real batches
+        (:class:`~mgan_lightning.methods.weighted_data.WeightedData`) overrides it."""
         return batch[0] if isinstance(batch, (tuple, list)) else batch
 
     # --------------------------------------------------------------- the step
@@ -248,6 +251,11 @@ class GANMethod(GeneratorClock, MixtureSampling, DataPreparation):
             update_average(self.generators_ema, self.generators, self.ema_decay_now())
 
     def configure_optimizers(self):
+        """The generators' optimizer (on :meth:`generator_parameters`) and the critic's, in that
+        order, with their schedulers (logged as ``lr/g``, ``lr/d``; stepped once per generator step
+        by :meth:`end_generator_step`); a schedule given in fractions of the run learns its length
+        in generator steps. What was configured is recorded for a resumed run to re-apply
+        (:meth:`on_train_start`)."""
         optimizers = [
             self.optimizer_g(self.generator_parameters()),
             self.optimizer_d(self.critic.parameters()),
@@ -289,9 +297,14 @@ class GANMethod(GeneratorClock, MixtureSampling, DataPreparation):
         self.limit_remaining_steps()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse to save a model that diverged (and check the samples of the state about to be
+        saved), then add the run's seed and the data's fingerprint to the checkpoint."""
         self.divergence_guard.check_before_save(self)  # a diverged state is never saved
         save_run_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Before the weights load: forget a divergence (the checkpoint's state replaces the
+        diverged one), take the run's seed, fit the checkpoint's moving average to whether this
+        model keeps one, and size the generators for a prior built from data."""
         self.divergence_guard.error = None  # a good state replaces a diverged one
         restore_run_state(self, checkpoint)

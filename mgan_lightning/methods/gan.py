@@ -18,12 +18,15 @@ class GAN(GANMethod):
     """
 
     def discriminator_loss(self, real, fake, generator_index):
+        """D's loss ``E_data[-log D(x)] + E_z[-log(1 - D(G(z)))]`` on the critic's real/fake
+        logits, and ``{"loss/d": loss}`` to log."""
         real_logits, _ = self.critic(real)
         fake_logits, _ = self.critic(fake)
         loss = losses.discriminator_loss(real_logits, fake_logits)
         return loss, {"loss/d": loss}
 
     def generator_loss(self, fake, generator_index, z):
+        """G's non-saturating loss ``E_z[-log D(G(z))]``, and ``{"loss/g": loss}`` to log."""
         fake_logits, _ = self.critic(fake)
         loss = losses.generator_loss_nonsaturating(fake_logits)
         return loss, {"loss/g": loss}

@@ -54,8 +54,8 @@ class MGAN(GAN):
     (``diversity_reduction="sum"``): ``L_C = sum_k l_k`` (one-vs-all) and
     ``L_C = sum_{i<j} l_ij`` (pairwise). ``"mean"`` averages them instead, (1/K) sum_k and
     (1/P) sum_{i<j} with P = K(K-1)/2, which makes ``beta`` K resp. P times weaker than
-    the paper's (this library's behaviour before the option existed). ``"general"`` is
-    unaffected: its loss is already the paper's pi-weighted sum.
+    the paper's. ``"general"`` is unaffected: its loss is already the paper's pi-weighted
+    sum.
 
     Args:
         beta: weight of the diversity term in G's loss (paper: 0.01 on images, 0.05-0.1

@@ -119,6 +119,9 @@ class MWU(GeneratorPerRound, WeightedData, GAN):
             return self.on_every_training_point(d_t, self.score_batch_size)
 
     def setup(self, stage: str) -> None:
+        """:meth:`GANMethod.setup`, then at ``fit`` one warning when ``ema_decay`` is set: the
+        mixture keeps each round's raw G_t, so the average only smooths evaluation samples of the
+        round in progress."""
         super().setup(stage)
         if stage == "fit" and self.ema_decay is not None:
             rank_zero_warn(

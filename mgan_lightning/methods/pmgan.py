@@ -375,6 +375,9 @@ class PMGAN(GAN):
         return slice(rank, self.num_generators, world)
 
     def setup(self, stage: str) -> None:
+        """:meth:`GANMethod.setup`, then, when ``parallel_generators`` spreads the generators over
+        several processes, a ``ValueError`` unless the strategy is DDP and there are at most as many
+        processes as generators."""
         super().setup(stage)
         world, _ = self.parallel_world()
         if world > 1:

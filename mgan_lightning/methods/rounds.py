@@ -70,6 +70,7 @@ class Rounds(GANMethod):
 
     @property
     def current_round(self) -> int:
+        """t, the round in progress (from 0; the checkpoint keeps it as ``round_index``)."""
         return int(self.round_index)
 
     # ------------------------------------------------------------------ hooks
@@ -81,6 +82,9 @@ class Rounds(GANMethod):
 
     # -------------------------------------------------------------- life cycle
     def end_generator_step(self) -> None:
+        """After each G update (schedules, clock, average): at the last step of round t,
+        :meth:`end_round` (t); then, unless t is the last round, a fresh critic, emptied optimizer
+        state and :meth:`start_round` (t + 1)."""
         super().end_generator_step()
         if self.generator_steps_done % self.steps_per_round == 0:
             t = self.current_round
@@ -129,6 +133,8 @@ class Rounds(GANMethod):
         return optimizers, schedulers
 
     def setup(self, stage: str) -> None:
+        """:meth:`GANMethod.setup`, then at ``fit`` one warning when the run stops inside a round
+        (:meth:`warn_if_a_round_is_cut`)."""
         super().setup(stage)
         if stage == "fit":
             self.warn_if_a_round_is_cut()
@@ -161,6 +167,7 @@ class GeneratorPerRound(Rounds):
     ``independent_generators=True``."""
 
     def start_rounds(self, num_rounds: int, steps_per_round: int) -> None:
+        """Round 0 of ``num_rounds`` (:meth:`Rounds.start_rounds`), with G_0 alone trainable."""
         super().start_rounds(num_rounds, steps_per_round)
         self.bank.set_trainable([0])
 

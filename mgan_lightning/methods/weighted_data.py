@@ -40,6 +40,8 @@ class WeightedData(GANMethod):
         return datamodule
 
     def setup(self, stage: str) -> None:
+        """:meth:`GANMethod.setup`, then at ``fit`` turn the DataModule's per-example weights on
+        (all 1; a resumed run's checkpoint replaces them when it loads)."""
         super().setup(stage)
         if stage == "fit":
             self.weighted_data().enable_example_weights()  # a checkpoint's replace them later
