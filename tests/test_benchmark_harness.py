@@ -51,6 +51,7 @@ def coverage(tmp: Path, out: str, *fit_args: str) -> dict:
     return json.loads((tmp / out).read_text())
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: Path) -> None:
     (tmp_path / "prdc.yaml").write_text(PRDC_CALLBACKS)
@@ -124,6 +125,7 @@ def test_benchmarks_import_no_test_and_load_no_script_by_path() -> None:
         assert "manual_seed" not in text, script.name  # scoring uses the library's streams
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 @needs_mnist
 def test_stacked_mnist_reads_both_rules_from_the_logs(tmp_path: Path) -> None:

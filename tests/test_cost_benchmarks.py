@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,6 +39,7 @@ def rerendered(out: Path, name: str) -> None:
     assert (out / f"{name}.md").read_text() == written
 
 
+@pytest.mark.benchmark
 def test_cost_measures_every_case_through_the_harness(tmp_path: Path) -> None:
     out, runs = tmp_path / "results", tmp_path / "runs"
     mgan = "K=2 configs/ring/mgan.yaml --model.init_args.num_generators=2"
