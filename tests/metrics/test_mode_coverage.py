@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -231,12 +232,14 @@ def _free_port() -> int:
 def _gloo_worker(rank: int, port: int, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # A bounded wait: a lost peer fails the test in two minutes instead of gloo's thirty.
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=120))
     try:
         first, second, _ = _split_data()
         metric = ModeCoverage(ring(), STD)
         metric.update(first if rank == 0 else second)
         queue.put((rank, {k: float(v) for k, v in metric.compute().items()}))
+        dist.barrier()  # neither rank tears down while the other still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -353,7 +354,8 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def _gloo_worker(rank: int, port: int, queue) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # A bounded wait: a lost peer fails the test in two minutes instead of gloo's thirty.
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=120))
     try:
         real, fake, index = _data()
         metric = PRDC(nearest_k=4, reset_real_features=False)
@@ -363,6 +365,7 @@ def _gloo_worker(rank: int, port: int, queue) -> None:
         result = flat_scores(metric.compute())
         local = (sum(len(t) for t in metric.real_features), len(metric.fake_features))
         queue.put((rank, result, local))
+        dist.barrier()  # neither rank tears down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
