@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmark_protocol import run_protocol
 from tests.mnist_data import MNIST_DIR, needs_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +28,7 @@ trainer:
 
 
 def protocol(name: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{name}", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_protocol(name, *args)
 
 
 def coverage(tmp: Path, out: str, *fit_args: str) -> dict:
