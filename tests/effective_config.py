@@ -57,8 +57,9 @@ from mgan_lightning.validation import import_class
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "effective_configs.json"
-# Config fragments, not whole runs: a logger added to a run, W&B sweep definitions.
-NOT_RUNS = ("loggers", "sweeps")
+# Config fragments, not whole runs: a logger added to a run, W&B sweep definitions, overlays
+# that change one aspect of any run (configs/overlays).
+NOT_RUNS = ("loggers", "sweeps", "overlays")
 OWN_PACKAGE = "mgan_lightning."
 
 

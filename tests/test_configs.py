@@ -36,9 +36,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run configs only: logger fragments (configs/loggers, tested in test_wandb.py), sweep files
-# (configs/sweeps, tested in test_sweeps.py) and the parts a family's configs share
+# (configs/sweeps, tested in test_sweeps.py), overlays added after a run config
+# (configs/overlays, tested where used) and the parts a family's configs share
 # (configs/<family>/_*.yaml) are not whole configs.
-PARTS = ("loggers", "sweeps")
+PARTS = ("loggers", "sweeps", "overlays")
 CONFIGS = sorted(
     p
     for p in (ROOT / "configs").rglob("*.yaml")
