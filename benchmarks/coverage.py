@@ -32,12 +32,17 @@ from typing import Any
 from benchmarks import harness
 
 PRDC = ("precision", "recall", "density", "coverage")
+# Figures ModeCoverage logs beside the PacGAN three: the samples' spread about their modes, and
+# where the data has rare modes (weight < half the uniform share) how they fare.
+EXTRA = ("spread", "spread_max", "rare_modes", "rare_share_ratio", "rare_share_ratio_min")
 
 
 def score(run: harness.Run) -> dict[str, Any]:
     """One seed's figures, from the last ``coverage/*`` row the run logged."""
     step, values = harness.final(run.folder, "coverage/modes")
-    total = len(run.setup.datamodule.modes)
+    data, model = run.setup.datamodule, run.setup.model
+    total = len(data.modes)
+    weights = data.mode_weights / data.mode_weights.sum()
     record: dict[str, Any] = {
         "seed": run.seed,
         "modes": values["coverage/modes"],
@@ -46,7 +51,12 @@ def score(run: harness.Run) -> dict[str, Any]:
         "total_modes": total,
         "all_modes": values["coverage/modes"] == total,
         "generator_steps": step,
+        "num_generators": getattr(model, "num_generators", 1),
     }
+    record |= {k: values[f"coverage/{k}"] for k in EXTRA if f"coverage/{k}" in values}
+    if "rare_modes" in record:
+        record["rare_modes_total"] = int((weights < 0.5 / total).sum())
+        record["rare_weight"] = float(weights[weights < 0.5 / total].sum())
     prdc = {k[len("prdc/") :]: v for k, v in values.items() if k.startswith("prdc/")}
     if prdc:
         record["prdc"] = prdc
@@ -60,6 +70,11 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         "reverse_kl": harness.mean_se([r["reverse_kl"] for r in records]),
         "wall_seconds": harness.mean_se([r["wall_seconds"] for r in records]),
     }
+    for key in EXTRA:
+        if records and all(key in r for r in records):
+            out[key] = harness.mean_se([r[key] for r in records])
+    if records and all("rare_modes" in r for r in records):
+        out["seeds_all_rare_modes"] = sum(r["rare_modes"] == r["rare_modes_total"] for r in records)
     if records and all("prdc" in r for r in records):
         for name in PRDC:
             out[f"prdc_{name}"] = harness.mean_se([r["prdc"][name] for r in records])
@@ -91,16 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     p = harness.parser(__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="e.g. configs/ring/mgan.yaml")
     p.add_argument("--name", help="result name (default <config folder>_<config stem>)")
+    p.add_argument("--data", help="the report's table for it (default: the config's folder)")
     p.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/<name>.json)")
     p.add_argument("--compare", type=Path, help="a committed result to compare seed by seed")
     args = p.parse_args(own)
     config = Path(args.config)
     name = args.name or f"{config.parent.name}_{config.stem}"
+    data = args.data or config.parent.name
     out = args.out or harness.RESULTS / f"{name}.json"
     result: dict[str, Any] = {
         "name": name,
-        "data": config.parent.name,
-        "method": name.removeprefix(f"{config.parent.name}_"),
+        "data": data,
+        "method": name.removeprefix(f"{data}_"),
         "config": args.config,
         "overrides": overrides,
         "protocol": {

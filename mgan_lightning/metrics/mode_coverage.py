@@ -54,6 +54,29 @@ def high_quality_radius(threshold: float, dim: int) -> float:
     return hi
 
 
+@functools.lru_cache(maxsize=64)
+def chi_median(dim: int) -> float:
+    """Median distance, in standard deviations, of a true sample from its mode in ``dim``
+    dimensions: the median of ``chi_dim`` (``sqrt(2 ln 2) = 1.1774`` in 2D)."""
+    lo, hi = 0.0, math.sqrt(dim) + 2.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _chi_survival(mid, dim) > 0.5 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def histogram_median(counts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Median of each row of a histogram (``counts``: (M, B) over the B bins between
+    ``edges``), linear inside the bin that crosses half the row's total."""
+    cumulative = counts.double().cumsum(dim=1)
+    half = cumulative[:, -1:] / 2
+    bin_ = torch.searchsorted(cumulative, half).clamp(max=counts.shape[1] - 1)
+    before = torch.where(bin_ > 0, cumulative.gather(1, (bin_ - 1).clamp(min=0)), 0.0)
+    inside = counts.double().gather(1, bin_).clamp(min=1)
+    left, width = edges[bin_], edges[1] - edges[0]
+    return (left + (half - before) / inside * width).squeeze(1)
+
+
 def assign_modes(
     samples: torch.Tensor, modes: torch.Tensor, std: float, threshold: float = 3.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,8 +114,29 @@ class ModeCoverage(Metric):
       show a gap, not a made-up number) and printed summaries say so in words
       (:func:`kl_text`).
 
-    State is per-mode counts and totals, summed across processes under DDP.
+    Where some modes are *rare* (weight below half the uniform share, ``p_m < 1 / (2M)``),
+    also, over the rare modes R:
+
+    - ``rare_modes``: rare modes covered;
+    - ``rare_share_ratio``: ``(sum_{m in R} n_m / N) / (sum_{m in R} p_m)``, the share of
+      all N samples that are high quality at a rare mode against the rare modes' true mass
+      (1: generated as often as they occur; 0: never);
+    - ``rare_share_ratio_min``: ``min_{m in R} (n_m / N) / p_m``, the worst rare mode.
+
+    And, in every case, the spread of the samples about their nearest mode against the
+    data's: ``spread`` is the mean, over modes with at least ``MIN_SPREAD_SAMPLES`` samples
+    nearest to them, of ``median ||x - mu_m|| / (std * median chi_d)`` (1 for a mode drawn
+    as the data is, 1.5 for one drawn 1.5 times as wide; :func:`chi_median`), and
+    ``spread_max`` the widest such mode. Every sample counts, high quality or not; the
+    medians are read from per-mode histograms of distances (bins of ``SPREAD_BIN`` std up
+    to ``SPREAD_MAX`` std, farther samples in the last bin).
+
+    State is per-mode counts, totals and distance histograms, summed across processes under
+    DDP.
     """
+
+    MIN_SPREAD_SAMPLES = 10
+    SPREAD_BIN, SPREAD_MAX = 0.02, 20.0
 
     full_state_update = False
     higher_is_better = None
@@ -100,6 +144,7 @@ class ModeCoverage(Metric):
     weights: torch.Tensor
     mode_counts: torch.Tensor
     total: torch.Tensor
+    distance_counts: torch.Tensor
 
     def __init__(
         self,
@@ -127,24 +172,53 @@ class ModeCoverage(Metric):
         self.radius = high_quality_radius(threshold, modes.shape[1])  # in std, for d dims
         self.add_state("mode_counts", torch.zeros(len(modes), dtype=torch.long), "sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), "sum")
+        bins = round(self.SPREAD_MAX / self.SPREAD_BIN)
+        self.add_state("distance_counts", torch.zeros(len(modes), bins, dtype=torch.long), "sum")
 
     def update(self, samples: torch.Tensor) -> None:
-        """Count each sample's nearest mode if it is high quality."""
+        """Count each sample's nearest mode if it is high quality, and its distance to it."""
         samples = samples.reshape(len(samples), -1)
         nearest, good = assign_modes(samples, self.modes, self.std, self.threshold)
         self.mode_counts += torch.bincount(nearest[good], minlength=len(self.modes))
         self.total += len(samples)
+        distance = (samples.float() - self.modes[nearest]).norm(dim=1) / self.std
+        bins = self.distance_counts.shape[1]
+        bin_ = (distance / self.SPREAD_BIN).long().clamp(0, bins - 1)
+        flat = torch.bincount(nearest * bins + bin_, minlength=self.distance_counts.numel())
+        self.distance_counts += flat.view_as(self.distance_counts)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """``modes``, ``high_quality`` and ``reverse_kl`` (NaN when no sample is high quality)."""
+        """``modes``, ``high_quality``, ``reverse_kl`` (NaN when no sample is high quality),
+        ``spread`` and ``spread_max`` (NaN when no mode has enough samples), and the
+        ``rare_*`` figures where the data has rare modes."""
         counts = self.mode_counts.double()
         good = counts.sum()
         q = counts / good.clamp_min(1)
         p = self.weights.double()
         terms = torch.where(q > 0, q * (q / p).log(), torch.zeros_like(q))
         kl = terms.sum() if good > 0 else torch.tensor(float("nan"), dtype=torch.float64)
-        return {
+        out = {
             "modes": (self.mode_counts > 0).sum().float(),
             "high_quality": (good / self.total.clamp_min(1)).float(),
             "reverse_kl": kl.float(),
+            **self._spread(),
         }
+        rare = p < 0.5 / len(p)
+        if rare.any():
+            share = counts[rare] / self.total.clamp_min(1)
+            out["rare_modes"] = (self.mode_counts[rare] > 0).sum().float()
+            out["rare_share_ratio"] = (share.sum() / p[rare].sum()).float()
+            out["rare_share_ratio_min"] = (share / p[rare]).min().float()
+        return out
+
+    def _spread(self) -> dict[str, torch.Tensor]:
+        """``spread`` and ``spread_max``: see the class docstring."""
+        counts = self.distance_counts
+        enough = counts.sum(dim=1) >= self.MIN_SPREAD_SAMPLES
+        if not enough.any():
+            nan = torch.tensor(float("nan"))
+            return {"spread": nan, "spread_max": nan}
+        edges = torch.arange(counts.shape[1] + 1, dtype=torch.float64) * self.SPREAD_BIN
+        median = histogram_median(counts[enough], edges.to(counts.device))
+        ratio = median / chi_median(self.modes.shape[1])
+        return {"spread": ratio.mean().float(), "spread_max": ratio.max().float()}

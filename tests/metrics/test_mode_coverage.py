@@ -145,6 +145,53 @@ def test_non_uniform_weights() -> None:
     assert scores(uniform)["modes"] == 4
 
 
+def test_rare_modes_covered_and_their_share_against_their_weight() -> None:
+    modes = ring(4)
+    # p = (0.45, 0.45, 0.05, 0.05): modes 2 and 3 are below half the uniform share (1/8).
+    metric = ModeCoverage(modes, STD, weights=[9.0, 9.0, 1.0, 1.0])
+    far = torch.full((10, 2), 5.0)  # low quality: count in N only
+    metric.update(torch.cat([on_modes(modes, [0, 1], 40), on_modes(modes, [2], 10), far]))
+    out = scores(metric)
+    assert out["rare_modes"] == 1  # mode 2 only
+    # 10 of N = 100 samples at the rare modes, whose mass is 0.1: ratio 1.
+    assert out["rare_share_ratio"] == pytest.approx(1.0)
+    assert out["rare_share_ratio_min"] == 0.0  # mode 3 never drawn
+    doubled = ModeCoverage(modes, STD, weights=[9.0, 9.0, 1.0, 1.0])
+    doubled.update(torch.cat([on_modes(modes, [0, 1], 35), on_modes(modes, [2, 3], 10), far]))
+    assert scores(doubled)["rare_share_ratio"] == pytest.approx(2.0)  # 20 / 100 against 0.1
+    assert scores(doubled)["rare_share_ratio_min"] == pytest.approx(2.0)
+
+
+def test_no_rare_figures_without_rare_modes() -> None:
+    metric = ModeCoverage(ring(), STD, weights=[1.0] * 7 + [0.6])  # 0.6 / 7.6 > 1 / 16
+    metric.update(on_modes(ring(), list(range(8)), 5))
+    assert not [k for k in scores(metric) if k.startswith("rare")]
+
+
+@pytest.mark.parametrize("dim", [2, 5])
+@pytest.mark.parametrize("scale", [1.0, 1.5])
+def test_spread_is_the_samples_width_against_the_data(dim: int, scale: float) -> None:
+    g = torch.Generator().manual_seed(dim)
+    modes = torch.eye(dim)
+    metric = ModeCoverage(modes, STD)
+    which = torch.randint(0, dim, (20_000,), generator=g)
+    metric.update(modes[which] + scale * STD * torch.randn(20_000, dim, generator=g))
+    out = scores(metric)
+    assert out["spread"] == pytest.approx(scale, rel=0.03)
+    assert out["spread_max"] >= out["spread"]
+    assert out["spread_max"] == pytest.approx(scale, rel=0.06)
+
+
+def test_spread_of_a_collapsed_generator_is_near_zero_and_undefined_without_samples() -> None:
+    modes = ring()
+    metric = ModeCoverage(modes, STD)
+    metric.update(on_modes(modes, [0, 1], 50))  # every sample exactly on its mode
+    assert scores(metric)["spread"] < 0.02
+    too_few = ModeCoverage(modes, STD)
+    too_few.update(on_modes(modes, [0], ModeCoverage.MIN_SPREAD_SAMPLES - 1))
+    assert math.isnan(scores(too_few)["spread"])
+
+
 def test_updates_accumulate_and_reset_clears() -> None:
     modes = ring()
     metric = ModeCoverage(modes, STD)
@@ -219,7 +266,13 @@ def test_summed_states_match_one_metric_over_all_samples() -> None:
     b.update(second)
     assert a._reductions["mode_counts"] is not None  # a reduction is registered for DDP
     reduced = ModeCoverage(single.modes, STD)
-    reduced.merge_state({"mode_counts": a.mode_counts + b.mode_counts, "total": a.total + b.total})
+    reduced.merge_state(
+        {
+            "mode_counts": a.mode_counts + b.mode_counts,
+            "total": a.total + b.total,
+            "distance_counts": a.distance_counts + b.distance_counts,
+        }
+    )
     assert scores(reduced) == pytest.approx(scores(single))
 
 
