@@ -24,6 +24,7 @@ The snapshot in ``tests/data/effective_configs.json`` holds these for every ship
 
     python -m tests.effective_config --write
 
+or add one new config's entry with ``python -m tests.effective_config --write CONFIG``,
 and print the differences from it with ``python -m tests.effective_config``. Models are
 built on PyTorch's ``meta`` device (no weights are allocated); the data are not read.
 """
@@ -391,12 +392,18 @@ def load_snapshot() -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help=f"write {SNAPSHOT.name}")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help=f"write {SNAPSHOT.name} (only the named configs' entries when configs are named)",
+    )
     parser.add_argument("configs", nargs="*", help="configs (default: every shipped one)")
     options = parser.parse_args(argv)
     paths = [Path(p).resolve() for p in options.configs] or run_configs()
     found = effective_configs(paths)
     if options.write:
+        if options.configs:  # a new config joins the snapshot; the others keep their entries
+            found = load_snapshot() | found
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
         SNAPSHOT.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         print(f"wrote {len(found)} effective configurations to {SNAPSHOT.relative_to(ROOT)}")
