@@ -54,6 +54,18 @@ TARGETS = {"ring": (97.0, 0.03), "grid": (95.0, 0.03)}
 DATA_TITLES = {
     "ring": "2D ring: 8 Gaussians on a circle of radius 1, std 0.01",
     "grid": "2D grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
+    "ring_rare_modes": (
+        "Rare modes on the ring: modes 2 and 6 hold 1% of the mass each, the other six 16.3% "
+        "(`configs/overlays/ring_rare_modes.yaml`)"
+    ),
+    "grid_rare_modes": (
+        "Rare modes on the grid: (-4,-4), (-2,0), (0,0), (4,0) hold 0.5% of the mass each, the "
+        "other 21 4.67% (`configs/overlays/grid_rare_modes.yaml`)"
+    ),
+    "grid_bourgan_alpha": (
+        "BourGAN's distance-preserving weight alpha on the grid (`configs/grid/bourgan.yaml`; "
+        "spread: each mode's median sample distance against the data's, averaged over modes)"
+    ),
     "grid_bourgan_paper": (
         "BourGAN's own grid: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.1, 1,250 training points, "
         "at the authors' budget (5,000 iterations, batch 128, no LR decay or EMA)"
@@ -64,7 +76,44 @@ METRICS = (  # key in "summary", column title, decimals, per-seed value
     ("high_quality_percent", "high-quality %", 1, lambda r: 100 * r["high_quality"]),
     ("reverse_kl", "reverse KL", 2, lambda r: r["reverse_kl"]),
 )
-PRDC = ("precision", "recall", "density", "coverage")  # shown where every row of a table has it
+PRDC = ("precision", "recall", "density", "coverage")  # shown where a row of a table has it
+# Figures shown where a row of a table has them: key in "summary", column title, decimals.
+EXTRA_COLUMNS = (
+    ("spread", "spread", 2),
+    ("rare_modes", "rare modes covered", 1),
+    ("rare_share_ratio", "rare share / weight", 2),
+    ("rare_share_ratio_min", "worst rare mode share / weight", 2),
+)
+# The ablations read together under "Where the gains come from": result names by data set.
+ABLATIONS = {
+    "ring": (
+        "mgan",
+        "mgan_beta0",
+        "mimgan",
+        "mimgan_no_mi",
+        "mgan_k4",
+        "mgan_k4_beta0",
+        "mimgan_k4",
+        "mimgan_k4_no_mi",
+        "mgan_gmm_prior",
+        "mgan_gmm_prior_k4",
+        "gan",
+    ),
+    "grid": (
+        "mgan",
+        "mgan_beta0",
+        "mimgan",
+        "mimgan_no_mi",
+        "mgan_k10",
+        "mgan_k10_beta0",
+        "mimgan_k10",
+        "mimgan_k10_no_mi",
+        "mgan_gmm_prior",
+        "mgan_gmm_prior_k10",
+        "gan",
+    ),
+}
+NOTES = Path(__file__).resolve().parent / "notes"  # hand-written readings of the tables
 
 
 def load_results(folder: Path) -> list[dict]:
@@ -102,11 +151,48 @@ def budget(result: dict) -> str:
     return "/".join(f"{s:,}" for s in sorted(steps)) + " G steps"
 
 
+def generators(result: dict) -> int | None:
+    """K (T for the multiplicative-weights mixture) of a result: recorded per seed, or read
+    from its overrides and config for results written before it was recorded."""
+    recorded = {r.get("num_generators") for r in result["per_seed"]} - {None}
+    if len(recorded) == 1:
+        return int(recorded.pop())
+    for override in result.get("overrides", []):
+        for key in ("num_generators", "num_rounds"):
+            if override.startswith(f"--model.init_args.{key}="):
+                return int(override.split("=", 1)[1])
+    try:
+        import yaml
+
+        config = yaml.safe_load((RESULTS.parents[1] / result["config"]).read_text())
+        args = config["model"].get("init_args", {})
+    except (OSError, KeyError, TypeError, AttributeError):
+        return None
+    return int(args.get("num_generators", args.get("num_rounds", 1)))
+
+
+def k_cell(result: dict, total: int | None) -> str:
+    k = generators(result)
+    if k is None:
+        return "?"
+    return f"{k} (= modes)" if k == total and k > 1 else str(k)
+
+
 def method_label(result: dict) -> str:
-    label = result.get("method", "?")
-    if result.get("overrides"):
-        label += " (" + " ".join(result["overrides"]) + ")"
-    return label
+    return result.get("method", "?")
+
+
+def source_cell(result: dict) -> str:
+    """``ours``, the config and what the command line changed: overlays by file, model
+    arguments as ``name=value``."""
+    changes, overrides = [], list(result.get("overrides", []))
+    while overrides:
+        item = overrides.pop(0)
+        if item == "--config" and overrides:
+            changes.append(f"`{overrides.pop(0)}`")
+        else:
+            changes.append(f"`{item.removeprefix('--model.init_args.')}`")
+    return f"ours, `{result['config']}`" + "".join(f" + {c}" for c in changes)
 
 
 def per_seed_line(result: dict) -> str:
@@ -117,10 +203,17 @@ def per_seed_line(result: dict) -> str:
         "undefined" if not math.isfinite(r["reverse_kl"]) else f"{r['reverse_kl']:.3f}"
         for r in rows
     )
-    return (
+    line = (
         f"- **{method_label(result)}** modes by seed ({modes}); high-quality % ({hq}); "
         f"reverse KL ({kl})"
     )
+    if all("rare_modes" in r for r in rows):
+        rare = ", ".join(f"{r['rare_modes']:.0f}/{r['rare_modes_total']}" for r in rows)
+        share = ", ".join(f"{r['rare_share_ratio']:.2f}" for r in rows)
+        line += f"; rare modes covered ({rare}); rare share / weight ({share})"
+    if all("spread" in r for r in rows):
+        line += "; spread (" + ", ".join(f"{r['spread']:.2f}" for r in rows) + ")"
+    return line
 
 
 def reproduce(result: dict[str, Any]) -> str:
@@ -166,11 +259,63 @@ def target_line(data: str, ours: list[dict], total: int | None) -> str:
     )
 
 
+def rare_line(ours: list[dict], rare_total: int) -> str:
+    """Which methods covered every rare mode in every seed, and how often the others dropped
+    one."""
+    kept, dropped = [], []
+    for r in ours:
+        missing = [x["seed"] for x in r["per_seed"] if x["rare_modes"] < x["rare_modes_total"]]
+        if missing:
+            seeds = ", ".join(str(m) for m in sorted(missing))
+            dropped.append(
+                f"{method_label(r)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})"
+            )
+        else:
+            kept.append(method_label(r))
+    return (
+        f"Target: every one of the {rare_total} rare modes covered (>= 1 high-quality sample) in "
+        f"every seed. Met by: {', '.join(kept) or 'none'}. A rare mode dropped by: "
+        f"{'; '.join(dropped) or 'none'}."
+    )
+
+
+def gains_section(data: str, ours: list[dict], total: int | None) -> list[str]:
+    """The ablation rows side by side, and the hand-written reading of them
+    (``benchmarks/notes/<data>_gains.md``) when there is one."""
+    by_method = {r.get("method"): r for r in ours}
+    rows = [by_method[m] for m in ABLATIONS[data] if m in by_method]
+    if len(rows) < 2:
+        return []
+    lines = [
+        "",
+        f"### Where the gains come from ({data})",
+        "",
+        "| row | K | beta | MI penalty | modes | high-quality % | reverse KL "
+        "| seeds with all modes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        s, n = r["summary"], len(r["per_seed"])
+        name = r["method"]
+        beta = "0" if "beta0" in name else ("-" if name == "gan" else "config's")
+        mi = "on" if name.startswith("mimgan") and "no_mi" not in name else "off"
+        lines.append(
+            f"| {name} | {k_cell(r, total)} | {beta} | {mi if name != 'gan' else '-'} | "
+            + " | ".join(fmt(s[key], d) for key, _, d, _ in METRICS)
+            + f" | {r['seeds_all_modes']}/{n} |"
+        )
+    notes = NOTES / f"{data}_gains.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    return lines
+
+
 def markdown(results: list[dict], plot_name: str | None) -> str:
     by_data: dict[str, list[dict]] = {}
     for r in results:
         by_data.setdefault(r.get("data") or "other", []).append(r)
-    order: list[str] = [d for d in ("ring", "grid") if d in by_data or d in PUBLISHED]
+    first = ("ring", "grid", "ring_rare_modes", "grid_rare_modes", "grid_bourgan_alpha")
+    order: list[str] = [d for d in first if d in by_data or d in PUBLISHED]
     order += sorted(d for d in by_data if d not in order)
     lines = [
         "# Mode coverage on the 2D synthetic benchmarks",
@@ -191,7 +336,10 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
         "",
         "Generated by `python -m benchmarks.report` from `benchmarks/results/*.json`. PRDC "
         "(precision, recall, density, coverage; k = 5, raw coordinates, against as many test "
-        "points) appears where every row of a table logged it (`prdc: true`).",
+        "points) appears for the rows that logged it (`configs/overlays/prdc.yaml`); rows "
+        "measured before it say `not logged`. K is the number of generators (T rounds for "
+        "`mwu`); `(= modes)` marks K set to the number of modes, which no user of real data "
+        "knows. Wall seconds are per run with two runs sharing the 2-core CPU.",
     ]
     for data in order:
         ours = sorted(by_data.get(data, []), key=lambda r: r.get("method", ""))
@@ -199,34 +347,50 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
         if total is None:
             total = {"ring": 8, "grid": 25}.get(data)
         lines += ["", f"## {DATA_TITLES.get(data, data)}", ""]
-        prdc = [k for k in PRDC if ours and all(f"prdc_{k}" in r["summary"] for r in ours)]
+        prdc = [k for k in PRDC if any(f"prdc_{k}" in r["summary"] for r in ours)]
+        extra = [c for c in EXTRA_COLUMNS if any(c[0] in r["summary"] for r in ours)]
+        rare_total = next((r["per_seed"][0].get("rare_modes_total") for r in ours), None)
         lines += [
-            f"| method | source | seeds | modes (of {total}) | high-quality % | reverse KL "
+            f"| method | K | source | seeds | modes (of {total}) | high-quality % | reverse KL "
             + "".join(f"| {k} " for k in prdc)
+            + "".join(f"| {title} " for _, title, _ in extra)
+            + ("| seeds with every rare mode " if rare_total else "")
             + "| seeds with all modes | budget | wall s / run |",
-            "|" + " --- |" * (9 + len(prdc)),
+            "|" + " --- |" * (10 + len(prdc) + len(extra) + bool(rare_total)),
         ]
         for r in ours:
             s = r["summary"]
             n = len(r["per_seed"])
             partial = "" if r.get("complete", True) else f" (of {len(r['seeds_requested'])})"
             lines.append(
-                f"| {method_label(r)} | ours, `{r['config']}` | {n}{partial} | "
+                f"| {method_label(r)} | {k_cell(r, total)} | {source_cell(r)} | "
+                f"{n}{partial} | "
                 + " | ".join(fmt(s[key], d) for key, _, d, _ in METRICS)
-                + "".join(f" | {fmt(s[f'prdc_{k}'], 3)}" for k in prdc)
+                + "".join(
+                    f" | {fmt(s[f'prdc_{k}'], 3) if f'prdc_{k}' in s else 'not logged'}"
+                    for k in prdc
+                )
+                + "".join(
+                    f" | {fmt(s[key], d) if key in s else 'not logged'}" for key, _, d in extra
+                )
+                + (f" | {s.get('seeds_all_rare_modes', '?')}/{n}" if rare_total else "")
                 + f" | {r['seeds_all_modes']}/{n} | {budget(r)} | "
                 f"{fmt(s['wall_seconds'], 0)} |"
             )
         for name, (source, values) in PUBLISHED.get(data, {}).items():
             cells = [published_cell(v, d) for v, (_, _, d, _) in zip(values, METRICS)]
             lines.append(
-                f"| {name} | **published**, {source} | {10 if source == PACGAN else '?'} | "
+                f"| {name} | 1 | **published**, {source} | {10 if source == PACGAN else '?'} | "
                 + " | ".join(cells)
-                + " | not reported" * len(prdc)
+                + " | not reported" * (len(prdc) + len(extra) + bool(rare_total))
                 + f" | not reported | {source.split()[0]}'s | |"
             )
         if data in TARGETS and ours:
             lines += ["", target_line(data, ours, total)]
+        if rare_total and ours:
+            lines += ["", rare_line(ours, rare_total)]
+        if data in ABLATIONS and ours:
+            lines += gains_section(data, ours, total)
         if ours:
             lines += ["", "Per seed:", ""] + [per_seed_line(r) for r in ours]
             lines += ["", "Reproduce:", ""]

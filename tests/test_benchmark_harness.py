@@ -53,6 +53,8 @@ def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: P
     assert 0 <= record["modes"] <= 8 and 0 <= record["high_quality"] <= 1
     assert set(record["prdc"]) >= {"precision", "recall", "density", "coverage"}
     assert "prdc_density" in first["summary"]
+    assert record["num_generators"] == 8 and record["spread"] > 0 and "spread" in first["summary"]
+    assert not [key for key in record if key.startswith("rare")]  # no rare modes on the ring
     run = ROOT / record["run_dir"] if not Path(record["run_dir"]).is_absolute() else None
     folder = run or Path(record["run_dir"])
     # the effective configuration counts what the command adds to the Trainer
@@ -71,10 +73,16 @@ def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: P
     for key in ("modes", "high_quality", "prdc"):
         assert same[key] == record[key]
 
-    changed = coverage(tmp_path, "c.json", "--model.init_args.max_generator_steps=10")
+    changed = coverage(
+        tmp_path, "c.json", "--model.init_args.max_generator_steps=10",
+        "--model.init_args.num_generators=4", "--config", "configs/overlays/ring_rare_modes.yaml",
+    )  # fmt: skip
     (other,) = changed["per_seed"]
     assert other["reused"] is False and other["config_hash"] != record["config_hash"]
-    assert other["generator_steps"] == 10
+    assert other["generator_steps"] == 10 and other["num_generators"] == 4
+    assert other["rare_modes_total"] == 2 and other["rare_weight"] == pytest.approx(0.02)
+    assert 0 <= other["rare_modes"] <= 2 and other["rare_share_ratio"] >= 0
+    assert "seeds_all_rare_modes" in changed["summary"]
 
 
 def test_the_report_regenerates_every_committed_table(tmp_path: Path) -> None:
@@ -94,6 +102,7 @@ def test_the_report_shows_prdc_columns_only_where_the_results_have_them(tmp_path
     prdc = {"precision": 0.9, "recall": 0.8, "density": 1.1, "coverage": 0.7}
     committed["per_seed"][0]["reverse_kl"] = math.nan  # printed in words, never "nan"
     (tmp_path / "ring_gan.json").write_text(json.dumps(committed))
+    shutil.copy(RESULTS / "ring_bourgan.json", tmp_path)  # a row measured without PRDC
     done = protocol("report", "--results", str(tmp_path), "--no-plot")
     assert done.returncode == 0, done.stderr[-3000:]
     plain = (tmp_path / "coverage.md").read_text()
@@ -105,6 +114,72 @@ def test_the_report_shows_prdc_columns_only_where_the_results_have_them(tmp_path
     text = (tmp_path / "coverage.md").read_text()
     assert "| precision | recall | density | coverage |" in text
     assert "| 0.900 ± 0.000 | 0.800 ± 0.000 | 1.100 ± 0.000 | 0.700 ± 0.000 |" in text
+    (bourgan,) = [line for line in text.splitlines() if line.startswith("| bourgan |")]
+    assert bourgan.count("| not logged ") == 4
+
+
+def _rare_result(method: str, rare_by_seed: list[int]) -> dict:
+    """A ring result with two rare modes, ``rare_by_seed[i]`` of them covered in seed i."""
+    per_seed = [
+        {
+            "seed": seed, "modes": 6 + rare, "high_quality": 0.9, "reverse_kl": 0.01,
+            "total_modes": 8, "all_modes": rare == 2, "generator_steps": 100,
+            "num_generators": 1, "rare_modes": rare, "rare_modes_total": 2,
+            "rare_share_ratio": rare / 2, "rare_share_ratio_min": float(rare == 2),
+            "spread": 1.25, "wall_seconds": 1.0,
+        }
+        for seed, rare in enumerate(rare_by_seed)
+    ]  # fmt: skip
+    summary = {
+        key: {"mean": sum(r[k] for r in per_seed) / len(per_seed), "se": 0.0, "n": 2}
+        for key, k in [
+            ("modes", "modes"), ("high_quality_percent", "high_quality"),
+            ("reverse_kl", "reverse_kl"), ("wall_seconds", "wall_seconds"),
+            ("rare_modes", "rare_modes"), ("rare_share_ratio", "rare_share_ratio"),
+            ("rare_share_ratio_min", "rare_share_ratio_min"), ("spread", "spread"),
+        ]
+    }  # fmt: skip
+    summary["seeds_all_rare_modes"] = sum(r == 2 for r in rare_by_seed)
+    return {
+        "name": f"ring_rare_modes_{method}", "data": "ring_rare_modes", "method": method,
+        "config": f"configs/ring/{method}.yaml",
+        "overrides": ["--config", "configs/overlays/ring_rare_modes.yaml"],
+        "per_seed": per_seed, "seeds_all_modes": summary["seeds_all_rare_modes"],
+        "summary": summary, "train_command": "mgan fit", "provenance": {"command": "x"},
+    }  # fmt: skip
+
+
+def test_the_report_says_which_methods_drop_rare_modes_and_how_often(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(_rare_result("mwu", [2, 2])))
+    (tmp_path / "b.json").write_text(json.dumps(_rare_result("gan", [2, 1, 0])))
+    assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
+    text = (tmp_path / "coverage.md").read_text()
+    assert "## Rare modes on the ring" in text
+    assert "| rare modes covered | rare share / weight |" in text
+    assert "| seeds with every rare mode |" in text
+    assert "Met by: mwu. A rare mode dropped by: gan in 2 of 3 seeds (1, 2)." in text
+    assert "ours, `configs/ring/gan.yaml` + `configs/overlays/ring_rare_modes.yaml`" in text
+    assert "rare modes covered (2/2, 1/2, 0/2)" in text
+
+
+def test_the_report_reads_the_ablations_together_and_marks_k_set_to_the_modes(
+    tmp_path: Path,
+) -> None:
+    for name in ("ring_mgan", "ring_gan"):
+        shutil.copy(RESULTS / f"{name}.json", tmp_path)
+    ablation = json.loads((RESULTS / "ring_mgan.json").read_text())
+    ablation |= {"name": "ring_mgan_k4_beta0", "method": "mgan_k4_beta0"}
+    ablation["overrides"] = ["--model.init_args.num_generators=4", "--model.init_args.beta=0"]
+    (tmp_path / "ring_mgan_k4_beta0.json").write_text(json.dumps(ablation))
+    assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
+    text = (tmp_path / "coverage.md").read_text()
+    assert "| mgan | 8 (= modes) | ours, `configs/ring/mgan.yaml` |" in text
+    assert (
+        "| mgan_k4_beta0 | 4 | ours, `configs/ring/mgan.yaml` + `num_generators=4` + `beta=0` |"
+        in text
+    )
+    section = text[text.index("### Where the gains come from (ring)") :]
+    assert "| mgan_k4_beta0 | 4 | 0 | off |" in section and "| gan | 1 | - | - |" in section
 
 
 def test_benchmarks_import_no_test_and_load_no_script_by_path() -> None:
