@@ -212,3 +212,19 @@ def test_stacked_mnist_reads_both_rules_from_the_logs(tmp_path: Path) -> None:
     (out / "stacked_mnist.md").write_text("")
     assert protocol("report", "--results", str(out), "--no-plot").returncode == 0
     assert (out / "stacked_mnist.md").read_text() == written
+
+
+def test_the_stacked_mnist_table_shows_density_and_coverage_where_runs_logged_them(
+    tmp_path: Path,
+) -> None:
+    payload = json.loads((RESULTS / "stacked_mnist.json").read_text())
+    for name in ("precision", "recall", "density", "coverage"):
+        payload["summary"]["mgan"][f"prdc_{name}"] = {"mean": 0.25, "se": 0.01}
+    (tmp_path / "stacked_mnist.json").write_text(json.dumps(payload))
+    assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
+    text = (tmp_path / "stacked_mnist.md").read_text()
+    assert "| KL (confident) | density | coverage |" in text
+    (mgan,) = [line for line in text.splitlines() if line.startswith("| mgan | 3 |")]
+    assert "| 0.250 ± 0.010 | 0.250 ± 0.010 |" in mgan
+    (gan,) = [line for line in text.splitlines() if line.startswith("| gan | 3 |")]
+    assert gan.count("| not logged") == 2

@@ -62,6 +62,16 @@ CHANGES |= {
     )
     for name in names.split()
 }
+# The Stacked-MNIST evaluation adds density and coverage on the digit classifier's features.
+_PRDC = "density and coverage on the classifier's features, beside the mode counts"
+for path in run_configs():
+    if path.parent.name.startswith("stacked_mnist"):  # StackedMNISTEvaluation comes first
+        CHANGES.setdefault(config_id(path), {}).update(
+            {
+                f"trainer.callbacks[0].init_args.{key}": (value, _PRDC)
+                for key, value in (("prdc", True), ("prdc_samples", 10_000), ("prdc_nearest_k", 5))
+            }
+        )
 CHANGES["mnist/digit_classifier.yaml"] = {
     "data.init_args.train_split": ("train", _TRAIN_SPLIT),
     "data.init_args.holdout": (0, "tested on the whole test split, which training never reads"),
