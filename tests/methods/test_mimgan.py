@@ -257,10 +257,30 @@ def test_ring_config_trains_through_the_cli(tmp_path):
     assert model.mi_estimator is losses.mutual_information
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     coverage = next(c for c in cli.trainer.callbacks if isinstance(c, ModeCoverageEvaluation))
-    assert set(coverage.last) == {"modes", "high_quality", "reverse_kl"}  # end-of-fit score
+    end_of_fit = {"modes", "high_quality", "reverse_kl", "spread", "spread_max"}
+    assert set(coverage.last) == end_of_fit
     logged = cli.trainer.callback_metrics
     assert torch.isfinite(logged["loss/g_mi"]) and torch.isfinite(logged["loss/c"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_without_its_mi_term_mimgan_trains_bitwise_as_mgan(tmp_path):
+    """lam = 0 leaves MGAN's objective, its random draws and its updates: the ablation 'MI
+    off' is the MGAN row of the same K and beta (benchmarks/results/coverage.md)."""
+    states = {}
+    for name, extra in (("mgan", []), ("mimgan", ["--model.init_args.lam=0"])):
+        cli = build_cli(
+            [
+                "fit", "--config", str(ROOT / f"configs/ring/{name}.yaml"),
+                "--seed_everything=3", "--model.init_args.num_generators=4",
+                "--trainer.max_steps=40", f"--trainer.default_root_dir={tmp_path / name}",
+                "--data.init_args.num_train=5000", "--trainer.enable_progress_bar=false", *extra,
+            ]
+        )  # fmt: skip
+        states[name] = cli.model.state_dict()
+    assert states["mgan"].keys() == states["mimgan"].keys()
+    for key, value in states["mgan"].items():
+        assert torch.equal(value, states["mimgan"][key]), key
 
 
 @pytest.mark.parametrize("with_architecture", [True, False])
