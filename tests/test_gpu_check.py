@@ -31,6 +31,7 @@ def test_gpu_check_runs_every_method_on_the_cpu(tmp_path: Path) -> None:
         assert row["status"] == "ok", row
         assert row["stages"]["resume"].endswith("generator step 6") or row["method"] == "mwu"
         assert row["generator_steps_per_second"] > 0 and row["peak_memory_mb"] > 0
-        assert set(row["test"]) == {"test/modes", "test/high_quality", "test/reverse_kl"}
+        coverage = {"modes", "high_quality", "reverse_kl", "spread", "spread_max"}
+        assert set(row["test"]) == {f"test/{name}" for name in coverage}
     table = (tmp_path / "out" / "gpu_check.md").read_text()
     assert table.count("| ring |") == len(result["rows"])
