@@ -29,7 +29,8 @@ from typing import Any
 from benchmarks import harness
 
 RULES = ("all", "confident")
-PRDC = ("precision", "recall", "density", "coverage")  # logged with the evaluation's prdc: true
+# FidelityEvaluation's figures on the digit classifier's features, where a run logged them.
+FIDELITY = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 DEFAULT_METHODS = ("gan", "mgan", "mimgan", "bourgan", "mwu_cpu")
 # Each suite: its title and what its configs share (the configs' headers give the details).
 SUITES = {
@@ -91,14 +92,15 @@ def score(method: str, run: harness.Run) -> dict[str, Any]:
             for r in RULES
             for k in ("modes", "kl")
         }
+        | {k: steps[s][f"fidelity/{k}"] for k in FIDELITY if f"fidelity/{k}" in steps[s]}
         for s in evaluated
     ]
-    prdc = {k.split("/")[-1]: v for k, v in last.items() if k.startswith("stacked_mnist/prdc/")}
+    fidelity = {k: last[f"fidelity/{k}"] for k in FIDELITY if f"fidelity/{k}" in last}
     return {
         "method": method,
         "generator_steps": evaluated[-1],
         "rules": rules,
-        **({"prdc": prdc} if prdc else {}),
+        **({"fidelity": fidelity} if fidelity else {}),
         "curve": curve,
         "command": run.command,
     } | run.record()
@@ -134,10 +136,10 @@ def summarise(results: list[dict]) -> dict[str, dict]:
                     else None
                 ),
             }
-        if runs and all("prdc" in r for r in runs):
-            for key in PRDC:
-                values = [r["prdc"][key] for r in runs]
-                entry[f"prdc_{key}"] = {
+        if runs and all("fidelity" in r for r in runs):
+            for key in FIDELITY:
+                values = [r["fidelity"][key] for r in runs]
+                entry[key] = {
                     "mean": statistics.fmean(values),
                     "se": statistics.stdev(values) / math.sqrt(len(values))
                     if len(values) > 1
@@ -189,11 +191,12 @@ def sample_sheet(results: list[dict], path: Path) -> str | None:
     return path.name
 
 
-def prdc_cells(entry: dict[str, Any], keys: list[str]) -> str:
-    """``| mean ± se`` per PRDC figure, ``not logged`` for runs made without it."""
+def fidelity_cells(entry: dict[str, Any], keys: list[str]) -> str:
+    """``| mean ± se`` per figure on the classifier's features, ``not logged`` for runs made
+    without them."""
     cells = []
     for key in keys:
-        stat = entry.get(f"prdc_{key}")
+        stat = entry.get(key)
         cells.append("not logged" if stat is None else f"{stat['mean']:.3f} ± {stat['se']:.3f}")
     return "".join(f" | {c}" for c in cells)
 
@@ -215,18 +218,20 @@ def markdown(payload: dict[str, Any], suite: str = DEFAULT_SUITE) -> str:
         "labelled by the shipped digit classifier. Rule `all`: every predicted triple counts "
         "(PacGAN, VEEGAN); rule `confident`: only samples whose three digit confidences all "
         "exceed 0.95 count (MWU, AdaGAN). KL is KL(histogram of counted triples || uniform "
-        "over 1,000). Density and coverage (Naeem et al. 2020, k = 5) compare 10,000 samples "
-        "with 10,000 test images on the classifier's penultimate features of the three digits, "
-        "where a run logged them: unlike the confident rule they tell noise (density near 0) "
-        "from real digit triples.",
+        "over 1,000). FID, KID and density and coverage (Naeem et al. 2020, k = 5) compare "
+        "10,000 samples with 10,000 training images on the classifier's penultimate features "
+        "of the three digits (not Inception's), where a run logged them: unlike the confident "
+        "rule, density tells noise (near 0) from real digit triples.",
         "",
         "## Mean over seeds",
         "",
     ]
-    shown = [k for k in ("density", "coverage") if any(f"prdc_{k}" in e for e in summary.values())]
+    titles = {"fid": "FID (digits)", "kid_mean": "KID (digits)", "density": "density"}
+    titles["coverage"] = "coverage"
+    shown = [k for k in titles if any(k in e for e in summary.values())]
     lines += [
         "| method | seeds | modes (all) | KL (all) | modes (confident) | KL (confident) "
-        + "".join(f"| {k} " for k in shown)
+        + "".join(f"| {titles[k]} " for k in shown)
         + "| more modes than GAN in every seed (all / confident) |",
         "| --- | --- | ---: | ---: | ---: | ---: " + "| ---: " * len(shown) + "| --- |",
     ]
@@ -239,7 +244,7 @@ def markdown(payload: dict[str, Any], suite: str = DEFAULT_SUITE) -> str:
         lines.append(
             f"| {method} | {len(entry['seeds'])} | {a['modes_mean']:.1f} ± {a['modes_se']:.1f} | "
             f"{kl_cell(a['kl_mean'])} | {c['modes_mean']:.1f} ± {c['modes_se']:.1f} | "
-            f"{kl_cell(c['kl_mean'])}{prdc_cells(entry, shown)} | "
+            f"{kl_cell(c['kl_mean'])}{fidelity_cells(entry, shown)} | "
             f"{yes_no(a['beats_baseline_every_seed'])} / "
             f"{yes_no(c['beats_baseline_every_seed'])} |"
         )

@@ -208,6 +208,8 @@ def test_stacked_mnist_reads_both_rules_from_the_logs(tmp_path: Path) -> None:
     logged = next((tmp_path / "runs").rglob("metrics.csv")).read_text()
     assert "stacked_mnist/all/modes" in logged and "stacked_mnist/confident/counted" in logged
     assert 1 <= run["rules"]["all"]["modes"] <= 1000 and run["curve"][-1]["step"] == 2
+    assert 0 <= run["fidelity"]["density"] and 0 <= run["fidelity"]["coverage"] <= 1
+    assert run["fidelity"]["fid"] >= 0 and "density" in result["summary"]["gan"]
     written = (out / "stacked_mnist.md").read_text()
     (out / "stacked_mnist.md").write_text("")
     assert protocol("report", "--results", str(out), "--no-plot").returncode == 0
@@ -219,7 +221,7 @@ def test_the_stacked_mnist_table_shows_density_and_coverage_where_runs_logged_th
 ) -> None:
     payload = json.loads((RESULTS / "stacked_mnist.json").read_text())
     for name in ("precision", "recall", "density", "coverage"):
-        payload["summary"]["mgan"][f"prdc_{name}"] = {"mean": 0.25, "se": 0.01}
+        payload["summary"]["mgan"][name] = {"mean": 0.25, "se": 0.01}
     (tmp_path / "stacked_mnist.json").write_text(json.dumps(payload))
     assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
     text = (tmp_path / "stacked_mnist.md").read_text()

@@ -62,15 +62,24 @@ CHANGES |= {
     )
     for name in names.split()
 }
-# The Stacked-MNIST evaluation adds density and coverage on the digit classifier's features.
-_PRDC = "density and coverage on the classifier's features, beside the mode counts"
+# The Stacked-MNIST evaluation adds FID, KID, precision, recall, density and coverage on the
+# digit classifier's features of the three digits, at every evaluation.
+_DIGIT_FIDELITY = "FID, KID and PRDC on the digit classifier's features, beside the modes"
+_FEATURE = {"object": "mgan_lightning.metrics.prdc_features.DigitFeatures"}
 for path in run_configs():
-    if path.parent.name.startswith("stacked_mnist"):  # StackedMNISTEvaluation comes first
+    if path.parent.name.startswith("stacked_mnist"):  # FidelityEvaluation comes second
+        every = 2000 if path.name == "mwu.yaml" else 1000
         CHANGES.setdefault(config_id(path), {}).update(
             {
-                f"trainer.callbacks[0].init_args.{key}": (value, _PRDC)
-                for key, value in (("prdc", True), ("prdc_samples", 10_000), ("prdc_nearest_k", 5))
-            }
+                f"trainer.callbacks[1].init_args.{key}": (value, _DIGIT_FIDELITY)
+                for key, value in (
+                    ("every_n_steps", every),
+                    ("feature", _FEATURE),
+                    ("inception_score", False),
+                    ("prdc", True),
+                    ("required", True),
+                )
+            }  # fmt: skip
         )
 CHANGES["mnist/digit_classifier.yaml"] = {
     "data.init_args.train_split": ("train", _TRAIN_SPLIT),

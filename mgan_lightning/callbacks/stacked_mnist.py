@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from typing import cast
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 
-from mgan_lightning.callbacks.evaluation import SampleEvaluation, process_share
-from mgan_lightning.callbacks.fidelity import real_batches, real_dataset
+from mgan_lightning.callbacks.evaluation import SampleEvaluation
 from mgan_lightning.classifiers.digit import DigitClassifier, load_digit_classifier
 from mgan_lightning.metrics.mode_coverage import kl_text
-from mgan_lightning.metrics.prdc import PRDC, flat_scores
-from mgan_lightning.metrics.prdc_features import DigitFeatures
 from mgan_lightning.metrics.stacked_mnist import (
     RULES,
     Rule,
@@ -33,25 +29,12 @@ class StackedMNISTEvaluation(SampleEvaluation):
     ``"confident"``: only samples whose three digit confidences exceed ``threshold``
     (MWU/AdaGAN).
 
-    With ``prdc``, also precision, recall, density and coverage
-    (:mod:`mgan_lightning.metrics.prdc`) on the classifier's penultimate features of the
-    three digits (:class:`~mgan_lightning.metrics.prdc_features.DigitFeatures`, 384 numbers
-    at width 32), for the first ``prdc_samples`` samples against as many images of the
-    DataModule's test split (a fixed random subset, split across processes like the
-    samples): ``stacked_mnist/prdc/precision`` ... ``/coverage``, each generator's
-    ``.../precision_g<i>``, ``density_g<i>``, ``coverage_g<i>`` and the shares of real balls
-    reached by one, several and no generator. Unlike the confident rule, density and
-    precision see whether samples look like real digit triples at all: noise scores near 0.
-
     Args:
         classifier: a Lightning checkpoint or weights file of
             :class:`~mgan_lightning.classifiers.DigitClassifier`; ``None``: the weights
             shipped with the package.
         rules: counting rules to report.
         threshold: confidence the ``"confident"`` rule requires of each digit.
-        prdc: also compute PRDC on the classifier's features.
-        prdc_samples: samples (and real images) PRDC compares, at most ``num_samples``.
-        prdc_nearest_k: k of PRDC's k-NN radii.
         every_n_steps / num_samples / batch_size / seed: see :class:`SampleEvaluation`.
     """
 
@@ -66,20 +49,11 @@ class StackedMNISTEvaluation(SampleEvaluation):
         threshold: float = 0.95,
         batch_size: int = 1000,
         seed: int = 1234,
-        prdc: bool = False,
-        prdc_samples: int = 10_000,
-        prdc_nearest_k: int = 5,
     ) -> None:
         super().__init__(every_n_steps, num_samples, batch_size, seed)
         rules = tuple(rules)
         if not rules or any(r not in RULES for r in rules):
             raise ValueError(f"rules must be a non-empty subset of {RULES}, got {rules}")
-        if prdc and not prdc_nearest_k < prdc_samples:
-            raise ValueError(
-                f"prdc_samples must exceed prdc_nearest_k ({prdc_nearest_k}), got {prdc_samples}"
-            )
-        self.prdc, self.prdc_samples, self.prdc_nearest_k = prdc, prdc_samples, prdc_nearest_k
-        self.last_prdc: PRDC | None = None  # the last evaluation's PRDC, with its features
         self.classifier_path = classifier
         self.rules = rules
         self.threshold = threshold
@@ -104,9 +78,7 @@ class StackedMNISTEvaluation(SampleEvaluation):
         metrics = {r: m.to(device) for r, m in self.metrics.items()}
         for m in metrics.values():
             m.reset()
-        prdc = self._prdc_metric(trainer, pl_module) if self.prdc else None
-        share = self._prdc_share(trainer)
-        for samples, index in self.generated_with_index(trainer, pl_module):
+        for samples in self.generated(trainer, pl_module):
             if samples.ndim != 4 or samples.shape[1] != 3:
                 raise ValueError(
                     f"StackedMNISTEvaluation needs 3-channel images, got {tuple(samples.shape)}"
@@ -114,39 +86,11 @@ class StackedMNISTEvaluation(SampleEvaluation):
             probs = classify_channels(classifier, samples)
             for m in metrics.values():
                 m.update(probs)
-            if prdc is not None and share > 0:
-                prdc.update(samples[:share], real=False, generator_index=index[:share])
-                share -= min(share, len(samples))
         result: dict[str, float] = {}
         for rule, m in metrics.items():
             for key, value in m.compute().items():
                 result[f"{rule}/{key}"] = float(value)
-        if prdc is not None:
-            self.last_prdc = prdc
-            result.update({f"prdc/{k}": v for k, v in flat_scores(prdc.compute()).items()})
         return result
-
-    def _prdc_share(self, trainer: Trainer) -> int:
-        """This process's part of the ``prdc_samples`` (as the samples are split)."""
-        return process_share(min(self.prdc_samples, self.num_samples), trainer)
-
-    def _prdc_metric(self, trainer: Trainer, pl_module: LightningModule) -> PRDC:
-        """PRDC on the classifier's features, fed this process's share of the real test
-        images; the metric gathers real and fake features from every process."""
-        assert self.classifier is not None
-        dataset = real_dataset(trainer, "test", type(self).__name__)
-        size = len(cast(Sized, dataset))
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))
-        count = min(self.prdc_samples, self.num_samples, size)
-        mine = order[:count][trainer.global_rank :: trainer.world_size]
-        metric = PRDC(
-            self.prdc_nearest_k,
-            feature=DigitFeatures(self.classifier, channels=3),
-            num_generators=getattr(pl_module, "num_generators", None),
-        ).to(pl_module.device)
-        for real in real_batches(dataset, mine, self.batch_size):
-            metric.update(real.to(pl_module.device), real=True)
-        return metric
 
     def summary(self, result: dict[str, float], step: int) -> str:
         """The lines printed after each evaluation: modes and KL under each counting rule."""

@@ -11,7 +11,6 @@ import torch
 from mgan_lightning.callbacks import FidelityEvaluation, StackedMNISTEvaluation
 from mgan_lightning.classifiers.digit import DigitClassifier
 from mgan_lightning.cli import build_cli
-from mgan_lightning.data import RandomImages
 from tests.mnist_data import MNIST_DIR, needs_mnist
 
 
@@ -50,33 +49,6 @@ def test_both_rules_logged_during_fit_and_test(
     assert "PacGAN" in text and "MWU" in text and "0.95" in text
     out = trainer.test(model, datamodule=data, verbose=False)[0]
     assert out["test/stacked_mnist/all/modes"] == result["all/modes"]
-
-
-def test_prdc_on_the_classifier_features_per_generator(
-    tmp_path, gan_factory, trainer_factory, classifier_file
-):
-    data = RandomImages(batch_size=16, num_train=64, num_test=40)
-    callback = StackedMNISTEvaluation(
-        every_n_steps=2, num_samples=50, classifier=str(classifier_file), batch_size=20,
-        prdc=True, prdc_samples=30, prdc_nearest_k=3,
-    )  # fmt: skip
-    model = gan_factory(k=3)
-    trainer = trainer_factory(tmp_path, [callback], generator_steps=2)
-    trainer.fit(model, datamodule=data)
-    result = callback.last
-    for key in ("precision", "recall", "density", "coverage", "coverage_g2", "covered_by_none"):
-        assert f"prdc/{key}" in result and result[f"prdc/{key}"] >= 0, key
-    assert "stacked_mnist/prdc/density" in trainer.callback_metrics
-    assert callback.last_prdc is not None
-    fake = torch.cat(callback.last_prdc.fake_features)
-    real = torch.cat(callback.last_prdc.real_features)
-    # the first 30 of the 50 samples, against 30 of the 40 test images, in the classifier's
-    # features (16 per digit)
-    assert fake.shape == real.shape == (30, 3 * 16)
-    shares = [result[f"prdc/covered_by_{n}"] for n in ("one", "several", "none")]
-    assert sum(shares) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="prdc_samples must exceed"):
-        StackedMNISTEvaluation(prdc=True, prdc_samples=5, prdc_nearest_k=5)
 
 
 def test_missing_classifier_fails_at_setup(tmp_path, data, gan_factory, trainer_factory):
