@@ -14,12 +14,14 @@ read from the run's ``metrics.csv``: the last evaluation, and the curve over gen
     python -m benchmarks.stacked_mnist --suite stacked_mnist_weak_d
     python -m benchmarks.stacked_mnist --methods gan mgan --seeds 0 --steps 500
 
-Writes ``benchmarks/results/X.json``, ``.md`` and ``.png`` after every finished run;
+Writes ``benchmarks/results/X.json``, ``.md`` and ``.png`` after every finished run, keeping
+the earlier result's runs of other methods and seeds (each names its commit);
 ``python -m benchmarks.report`` rewrites the ``.md`` from the JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -260,15 +262,16 @@ def markdown(payload: dict[str, Any], suite: str = DEFAULT_SUITE) -> str:
         "## Every run",
         "",
         "| method | seed | G steps | modes (all) | KL (all) | modes (confident) | KL (confident) "
-        "| counted (confident) | wall s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| counted (confident) | wall s | commit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in sorted(results, key=lambda r: (r["method"] != BASELINE, r["method"], r["seed"])):
         a, c = r["rules"].get("all", {}), r["rules"].get("confident", {})
         lines.append(
             f"| {r['method']} | {r['seed']} | {steps_cell(r.get('generator_steps'))} | "
             f"{a.get('modes')} | {kl_cell(a.get('kl'))} | {c.get('modes')} | "
-            f"{kl_cell(c.get('kl'))} | {c.get('counted_percent')}% | {r['wall_seconds']:.0f} |"
+            f"{kl_cell(c.get('kl'))} | {c.get('counted_percent')}% | {r['wall_seconds']:.0f} | "
+            f"{str(r.get('git_commit', '?'))[:10]} |"
         )
     lines += ["", f"![modes vs generator steps]({suite}.png)"]
     lines += ["", f"![final samples, seed 0, one row per generator]({suite}_samples.png)"]
@@ -320,6 +323,15 @@ def plot(results: list[dict], path: Path) -> str | None:
     return path.name
 
 
+def kept_runs(path: Path, methods: list[str], seeds: list[int]) -> list[dict]:
+    """The runs of an earlier result that this call does not redo (other methods or seeds),
+    each with its own commit, so one method can be measured again without the others."""
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text()).get("runs", [])
+    return [r for r in earlier if not (r["method"] in methods and r["seed"] in seeds)]
+
+
 def main(argv: list[str] | None = None) -> int:
     own, overrides = harness.split_overrides(sys.argv[1:] if argv is None else argv)
     p = harness.parser(__doc__.splitlines()[0])
@@ -333,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = [f"--model.init_args.max_generator_steps={args.steps}", *overrides]
     settings = {"suite": args.suite, "methods": args.methods, "seeds": args.seeds}
     settings |= {"steps": args.steps, "overrides": overrides, "threads": args.threads}
-    results: list[dict] = []
+    results = kept_runs(args.out_dir / f"{args.suite}.json", args.methods, args.seeds)
     for seed in args.seeds:
         for method in args.methods:
             config = f"configs/{args.suite}/{method}.yaml"
