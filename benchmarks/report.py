@@ -339,7 +339,8 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
         "points) appears for the rows that logged it (`configs/overlays/prdc.yaml`); rows "
         "measured before it say `not logged`. K is the number of generators (T rounds for "
         "`mwu`); `(= modes)` marks K set to the number of modes, which no user of real data "
-        "knows. Wall seconds are per run with two runs sharing the 2-core CPU.",
+        "knows. Wall seconds are per run with two runs (and at times other work) sharing the "
+        "2-core CPU: not speed figures.",
     ]
     for data in order:
         ours = sorted(by_data.get(data, []), key=lambda r: r.get("method", ""))
