@@ -268,6 +268,8 @@ def test_every_method_fits_3d_data_and_is_evaluated(name: str, tmp_path) -> None
         "modes",
         "high_quality",
         "reverse_kl",
+        "spread",
+        "spread_max",
     }
     assert all(math.isfinite(v) for v in evaluation.last.values()), evaluation.last
     trainer.loggers[0].save()
