@@ -92,7 +92,8 @@ def test_test_with_the_checkpoint_alone(monkeypatch, capsys, ring_run: Path, tmp
     out = capsys.readouterr().out
     assert "test metric" in out and "test/high_quality" in out
     rows = dict(line.split() for line in out.splitlines() if line.startswith("test/"))
-    assert set(rows) == {"test/modes", "test/high_quality", "test/reverse_kl"}
+    coverage = {"modes", "high_quality", "reverse_kl", "spread", "spread_max"}
+    assert set(rows) == {f"test/{name}" for name in coverage}
     assert all(len(v.replace(".", "").lstrip("0")) <= 4 for v in rows.values()), rows
 
 

@@ -96,13 +96,12 @@ def test_config_builds(tmp_path, monkeypatch):
 @needs_mnist
 @pytest.mark.slow
 def test_fit_then_test_from_checkpoint_prints_modes(tmp_path, monkeypatch, caplog):
-    """`mgan fit` a few steps, then `mgan test` from the checkpoint. Without Inception
-    weights the optional fidelity callback is skipped with a warning."""
+    """`mgan fit` a few steps, then `mgan test` from the checkpoint: the modes, and FID, KID,
+    density and coverage on the digit classifier's features, which need no Inception weights."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("MGAN_INCEPTION_WEIGHTS", str(tmp_path / "absent.pth"))
     fit = stacked_cli(tmp_path, "--trainer.max_steps=6")
-    with pytest.warns(UserWarning, match="FidelityEvaluation is skipped"):
-        fit.trainer.fit(fit.model, datamodule=fit.datamodule)
+    fit.trainer.fit(fit.model, datamodule=fit.datamodule)
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     test = stacked_cli(tmp_path)
@@ -110,7 +109,9 @@ def test_fit_then_test_from_checkpoint_prints_modes(tmp_path, monkeypatch, caplo
         out = test.trainer.test(test.model, datamodule=test.datamodule, ckpt_path=str(ckpt))[0]
     assert 1 <= out["test/stacked_mnist/all/modes"] <= 200
     assert "test/stacked_mnist/confident/kl" in out
-    assert not any(k.startswith("test/fidelity") for k in out)
+    for key in ("fid", "kid_mean", "density", "coverage"):
+        assert f"test/fidelity/{key}" in out
+    assert "test/fidelity/is_mean" not in out  # no Inception
     assert "Stacked MNIST at generator step 3" in caplog.text
 
 
@@ -119,10 +120,14 @@ def test_fit_then_test_from_checkpoint_prints_modes(tmp_path, monkeypatch, caplo
 def test_test_prints_fidelity_when_inception_weights_exist(
     tmp_path, monkeypatch, caplog, random_inception_weights
 ):
-    """With a weights file (random values here) `mgan test` also reports IS, FID and KID."""
+    """Without the config's digit ``feature``, and with a weights file (random values here),
+    `mgan test` reports Inception's IS, FID and KID."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("MGAN_INCEPTION_WEIGHTS", str(random_inception_weights))
     cli = stacked_cli(tmp_path)
+    for callback in cli.trainer.callbacks:  # as if the feature line were removed
+        if isinstance(callback, FidelityEvaluation):
+            callback.options |= {"feature": None, "inception_score": True, "prdc": False}
     with caplog.at_level(logging.INFO):
         out = cli.trainer.test(cli.model, datamodule=cli.datamodule)[0]
     for key in ("fid", "kid_mean", "kid_std", "is_mean", "is_std"):
