@@ -323,7 +323,11 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
         "Protocol (VEEGAN / PacGAN): 2,500 samples of the final model; a sample is high quality "
         "if it lies within 3 standard deviations of its nearest mode; a mode is covered if at "
         "least one high-quality sample has it as nearest mode; reverse KL is KL(histogram of the "
-        "high-quality samples over modes || uniform). Mean ± standard error over seeds.",
+        "high-quality samples over modes || the data's mode weights (uniform but in the rare-mode "
+        "tables). Mean ± standard error over seeds. Spread: each mode's median sample distance "
+        "against the data's, averaged over modes (1: the data's width). A rare mode weighs less "
+        "than half the uniform share; it is covered with one high-quality sample, and its share "
+        "/ weight is the share of all samples that are high quality at it over its weight.",
         "",
         "Rows marked **published** are copied from PacGAN Table 1 (Lin et al. 2018; 10 trials "
         "each) and VEEGAN Table 1 (Srivastava et al. 2017; modes and high quality only) and "
