@@ -196,6 +196,21 @@ def sample_sheet(results: list[dict], path: Path) -> str | None:
 MIXTURE_NORM = "gan_mixture_norm"  # the baseline's DCGAN with mixture normalization in G
 
 
+def earlier_runs_note(results: list[dict]) -> list[str]:
+    """A sentence naming the methods whose runs come from other commits than the baseline's
+    (kept from an earlier result), when there are any."""
+    baseline = {r.get("git_commit") for r in results if r["method"] == BASELINE}
+    older = sorted({r["method"] for r in results if r.get("git_commit") not in baseline})
+    if not baseline or not older:
+        return []
+    return [
+        "",
+        f"Kept from earlier runs (their commits in the table below; measured before FID, KID and "
+        f"density were logged): {', '.join(older)}. Their 'more modes than GAN' column compares "
+        f"them with the GAN runs of this table, made with newer code.",
+    ]
+
+
 def first_step_reaching(curve: list[dict], key: str, target: float) -> float | None:
     """The first evaluated generator step whose ``key`` is at most ``target`` (lower is
     better), or None."""
@@ -309,6 +324,7 @@ def markdown(payload: dict[str, Any], suite: str = DEFAULT_SUITE) -> str:
         "",
         "Published rows are quoted, not rerun: their networks (DCGAN with D shrunk to a quarter "
         "for DCGAN/Unrolled/VEEGAN) and their budgets (PacGAN: about 100,000 generator steps).",
+        *earlier_runs_note(results),
         "",
         "## Every run",
         "",
