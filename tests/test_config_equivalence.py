@@ -81,6 +81,16 @@ for path in run_configs():
                 )
             }  # fmt: skip
         )
+# The natural-image configs add PRDC on Inception's features, per generator and drawn.
+_IMAGE_PRDC = "precision, recall, density and coverage beside FID, per generator"
+for path in run_configs():
+    if path.parent.name in ("cifar10", "stl10", "celeba"):  # FidelityEvaluation comes first
+        CHANGES.setdefault(config_id(path), {}).update(
+            {
+                f"trainer.callbacks[0].init_args.{key}": (True, _IMAGE_PRDC)
+                for key in ("prdc", "prdc_plot")
+            }
+        )
 CHANGES["mnist/digit_classifier.yaml"] = {
     "data.init_args.train_split": ("train", _TRAIN_SPLIT),
     "data.init_args.holdout": (0, "tested on the whole test split, which training never reads"),
