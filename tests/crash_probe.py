@@ -457,6 +457,18 @@ def runs_python(pid: int) -> bool:
     return b"python" in command or b"mgan" in command
 
 
+def launched_as_rank(pid: int, rank: int) -> bool:
+    """Whether process ``pid`` runs with ``LOCAL_RANK=<rank>`` in its environment, as
+    Lightning's launcher starts each worker: a helper that rank 0 forks (a shell, ``uname``)
+    carries rank 0's environment instead, and so does rank 1 itself before its ``exec``."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            environment = f.read().split(b"\0")
+    except OSError:
+        return False
+    return f"LOCAL_RANK={rank}".encode() in environment
+
+
 def running(pid: int) -> bool:
     """Alive and not a zombie."""
     try:
@@ -497,12 +509,15 @@ def ddp_death_trial(
     pids: dict[int, int] = {}
     try:
         if moment == "startup":  # rank 1 exists, still importing; rank 0 then waits for it
-            # rank 1 is the child running Python; short-lived helper children (a shell,
-            # uname, ...) come and go during start-up, so read the list once per poll
+            # rank 1 is the child running Python with LOCAL_RANK=1; short-lived helper
+            # children (a shell, uname, ...) come and go during start-up, and a forked helper
+            # looks like rank 0 until it execs, so read the list once per poll
             rank1: list[int] = []
 
             def rank1_started() -> bool:
-                rank1[:] = [c for c in children_of(proc.pid) if runs_python(c)]
+                rank1[:] = [
+                    c for c in children_of(proc.pid) if runs_python(c) and launched_as_rank(c, 1)
+                ]
                 return bool(rank1)
 
             if not _wait_for(rank1_started, proc, limit):
