@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
+from mgan_lightning.metrics.mode_coverage import rare_modes
 
 PRDC = ("precision", "recall", "density", "coverage")
 # Figures ModeCoverage logs beside the PacGAN three: the samples' spread about their modes, and
@@ -42,7 +43,6 @@ def score(run: harness.Run) -> dict[str, Any]:
     step, values = harness.final(run.folder, "coverage/modes")
     data, model = run.setup.datamodule, run.setup.model
     total = len(data.modes)
-    weights = data.mode_weights / data.mode_weights.sum()
     record: dict[str, Any] = {
         "seed": run.seed,
         "modes": values["coverage/modes"],
@@ -55,8 +55,10 @@ def score(run: harness.Run) -> dict[str, Any]:
     }
     record |= {k: values[f"coverage/{k}"] for k in EXTRA if f"coverage/{k}" in values}
     if "rare_modes" in record:
-        record["rare_modes_total"] = int((weights < 0.5 / total).sum())
-        record["rare_weight"] = float(weights[weights < 0.5 / total].sum())
+        weights = data.mode_weights / data.mode_weights.sum()
+        rare = rare_modes(weights)
+        record["rare_modes_total"] = int(rare.sum())
+        record["rare_weight"] = float(weights[rare].sum())
     prdc = {k[len("prdc/") :]: v for k, v in values.items() if k.startswith("prdc/")}
     if prdc:
         record["prdc"] = prdc

@@ -86,12 +86,24 @@ def assign_modes(
     Distances are computed directly, not through cdist's matrix-product shortcut
     (``|x|^2 + |m|^2 - 2 x.m``), which cancels catastrophically for modes away from the
     origin and misjudges samples near the threshold (e.g. on the PacGAN grid's corners)."""
+    nearest, distance = nearest_modes(samples, modes)
+    return nearest, distance < high_quality_radius(threshold, modes.shape[1]) * std
+
+
+def nearest_modes(samples: torch.Tensor, modes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest mode of each sample and the distance to it, computed directly (see
+    :func:`assign_modes`)."""
     distances = torch.cdist(
         samples.float(), modes.float(), compute_mode="donot_use_mm_for_euclid_dist"
     )
     nearest_distance, nearest = distances.min(dim=1)
-    radius = high_quality_radius(threshold, modes.shape[1])
-    return nearest, nearest_distance < radius * std
+    return nearest, nearest_distance
+
+
+def rare_modes(weights: torch.Tensor) -> torch.Tensor:
+    """Which modes are *rare*: weight below half the uniform share, ``p_m < 1 / (2M)``."""
+    p = weights / weights.sum()
+    return p < 0.5 / len(p)
 
 
 def kl_text(value: float, digits: int = 4, why: str = "no high-quality samples") -> str:
@@ -178,10 +190,11 @@ class ModeCoverage(Metric):
     def update(self, samples: torch.Tensor) -> None:
         """Count each sample's nearest mode if it is high quality, and its distance to it."""
         samples = samples.reshape(len(samples), -1)
-        nearest, good = assign_modes(samples, self.modes, self.std, self.threshold)
+        nearest, distance = nearest_modes(samples, self.modes)
+        good = distance < self.radius * self.std  # as assign_modes judges it
         self.mode_counts += torch.bincount(nearest[good], minlength=len(self.modes))
         self.total += len(samples)
-        distance = (samples.float() - self.modes[nearest]).norm(dim=1) / self.std
+        distance = distance / self.std  # in standard deviations
         bins = self.distance_counts.shape[1]
         bin_ = (distance / self.SPREAD_BIN).long().clamp(0, bins - 1)
         flat = torch.bincount(nearest * bins + bin_, minlength=self.distance_counts.numel())
@@ -203,7 +216,7 @@ class ModeCoverage(Metric):
             "reverse_kl": kl.float(),
             **self._spread(),
         }
-        rare = p < 0.5 / len(p)
+        rare = rare_modes(p)
         if rare.any():
             share = counts[rare] / self.total.clamp_min(1)
             out["rare_modes"] = (self.mode_counts[rare] > 0).sum().float()
