@@ -1,7 +1,8 @@
 """What MWU reports when a round ends (``mwu/...`` in the loggers, one line on the console).
 
 The weights' largest share, entropy and the share of points doubled; the new generator's mode
-coverage on data with known modes; and the pointwise quantity the paper guarantees: the
+coverage on data with known modes, and on data with rare modes how much of the weight their
+points have gathered; and the pointwise quantity the paper guarantees: the
 smallest, over training points, of the mixture's estimated generation probability as a
 multiple of 1/n, the mean over the finished rounds of term_i (``mwu/min_generation_ratio``).
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from mgan_lightning.metrics.mode_coverage import ModeCoverage
+from mgan_lightning.metrics.mode_coverage import ModeCoverage, nearest_modes, rare_modes
 from mgan_lightning.nets.buffers import take_saved_shapes
 from mgan_lightning.nets.modes import eval_mode
 from mgan_lightning.private_api import register_load_state_dict_pre_hook
@@ -48,6 +49,10 @@ def report_round(model: MWU, t: int, weights: torch.Tensor, term: torch.Tensor) 
     modes = getattr(datamodule, "modes", None)
     if modes is not None and model.coverage_samples >= 1 and model.global_rank == 0:
         row.update(generator_coverage(new_generator_samples(model, t), datamodule))
+    mode_weights = getattr(datamodule, "mode_weights", None)
+    if modes is not None and mode_weights is not None:
+        points = datamodule.examples(torch.arange(len(weights)))
+        row.update(rare_weight_gain(weights, points, modes, mode_weights))
     model.round_history.append(row)
     step = model.generator_steps_done
     publish_metrics(model.trainer, row, step)
@@ -92,7 +97,29 @@ def generator_coverage(samples: torch.Tensor, datamodule) -> dict[str, float]:
     )
     metric.update(samples.cpu())
     result = metric.compute()
-    return {
+    row = {
         "mwu/new_generator_modes": float(result["modes"]),
         "mwu/new_generator_high_quality": float(result["high_quality"]),
     }
+    if "rare_modes" in result:
+        row["mwu/new_generator_rare_modes"] = float(result["rare_modes"])
+    return row
+
+
+def rare_weight_gain(
+    weights: torch.Tensor, points: torch.Tensor, modes: torch.Tensor, mode_weights: torch.Tensor
+) -> dict[str, float]:
+    """Where the data has rare modes (:func:`~mgan_lightning.metrics.mode_coverage.rare_modes`):
+    ``mwu/rare_weight_gain``, the mean weight of the training points nearest a rare mode over
+    the mean weight of all points, ``mean_{i near R} w_i / mean_i w_i``: 1 while the weights
+    are uniform, at most 2^t after t rounds. Empty where no mode is rare."""
+    rare = rare_modes(mode_weights.to(torch.float64))
+    if not rare.any():
+        return {}
+    nearest, _ = nearest_modes(points, modes)
+    near_rare = rare.to(nearest.device)[nearest]
+    if not near_rare.any():
+        return {}
+    w = weights.to(torch.float64).cpu()
+    near_rare = near_rare.cpu()
+    return {"mwu/rare_weight_gain": float(w[near_rare].mean() / w.mean())}

@@ -212,6 +212,40 @@ def test_a_round_doubles_the_points_of_the_modes_its_generator_misses() -> None:
     assert row["mwu/doubled_share"] == pytest.approx(float((mode >= 4).double().mean()))
 
 
+def test_the_weight_gathered_on_rare_modes_is_reported() -> None:
+    """The half-ring generator against a ring whose mode 6 (missed) and mode 1 (covered) are
+    rare: mode 6's points double and mode 1's do not, so ``mwu/rare_weight_gain`` is the mean
+    weight of both modes' points over the mean weight of all (not 1: modes 4, 5 and 7 double
+    too); and G_t alone covers one of the two rare modes. On a ring without rare modes
+    neither figure is logged."""
+    seed_everything(0, verbose=False)
+    model = MWU(
+        sample_shape=(2,), num_rounds=1, steps_per_round=150, latent_dim=3,
+        architecture=HalfRing(d_hidden=32), coverage_samples=400,
+        optimizer_g=lambda p: torch.optim.SGD(p, lr=0.0),
+        optimizer_d=lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.5, 0.999)),
+    )  # fmt: skip
+    weights = [10, 1, 10, 10, 10, 10, 1, 10]
+    data = GaussianMixture2D(preset="ring", weights=weights, num_train=1600, batch_size=64, seed=0)
+    quiet_trainer().fit(model, datamodule=data)
+
+    mode, _ = assign_modes(points_of(data), *modes_of(data), 3.0)
+    w = data.example_weights
+    assert w is not None
+    assert set(w[mode == 6].tolist()) == {2.0} and set(w[mode == 1].tolist()) == {1.0}
+    near_rare = (mode == 1) | (mode == 6)
+    row = model.round_history[0]
+    assert row["mwu/rare_weight_gain"] == pytest.approx(float(w[near_rare].mean() / w.mean()))
+    assert row["mwu/new_generator_rare_modes"] == 1
+
+    uniform = MWU(sample_shape=(2,), num_rounds=1, steps_per_round=10, latent_dim=3,
+                  architecture=HalfRing(d_hidden=8), coverage_samples=100)  # fmt: skip
+    ring = GaussianMixture2D(preset="ring", num_train=400, batch_size=64, seed=0)
+    quiet_trainer().fit(uniform, datamodule=ring)
+    assert "mwu/rare_weight_gain" not in uniform.round_history[0]
+    assert "mwu/new_generator_rare_modes" not in uniform.round_history[0]
+
+
 # ------------------------------------------------------------ the round life cycle
 def test_the_mixture_after_the_rounds() -> None:
     """After each round: the next slot trains alone; at the end the mixture is uniform over
