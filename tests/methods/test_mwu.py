@@ -187,18 +187,24 @@ class HalfRing(MLP):
         return IndependentGenerators(lambda: FirstHalfOfTheModes(means, std), num_generators)
 
 
+def half_ring_round() -> MWU:
+    """One 150-step round of the half-ring generator (never trained: G's learning rate 0)
+    against a D that learns."""
+    return MWU(
+        sample_shape=(2,), num_rounds=1, steps_per_round=150, latent_dim=3,
+        architecture=HalfRing(d_hidden=32), coverage_samples=400,
+        optimizer_g=lambda p: torch.optim.SGD(p, lr=0.0),
+        optimizer_d=lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.5, 0.999)),
+    )  # fmt: skip
+
+
 def test_a_round_doubles_the_points_of_the_modes_its_generator_misses() -> None:
     """G covers modes 0..3 of the 8-mode ring; D trains against it for one round (G's
     learning rate 0). D_t's optimum is 1/3 on the covered modes (data 1/8, G 1/4: term_i = 2)
     and 1 on the missed ones (term_i = 0), so after the round's scoring every point of
     modes 4..7 has doubled and no point of modes 0..3 has."""
     seed_everything(0, verbose=False)
-    model = MWU(
-        sample_shape=(2,), num_rounds=1, steps_per_round=150, latent_dim=3,
-        architecture=HalfRing(d_hidden=32), coverage_samples=400,
-        optimizer_g=lambda p: torch.optim.SGD(p, lr=0.0),
-        optimizer_d=lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.5, 0.999)),
-    )  # fmt: skip
+    model = half_ring_round()
     data = GaussianMixture2D(preset="ring", num_train=800, batch_size=64, seed=0)
     quiet_trainer().fit(model, datamodule=data)
 
@@ -219,12 +225,7 @@ def test_the_weight_gathered_on_rare_modes_is_reported() -> None:
     too); and G_t alone covers one of the two rare modes. On a ring without rare modes
     neither figure is logged."""
     seed_everything(0, verbose=False)
-    model = MWU(
-        sample_shape=(2,), num_rounds=1, steps_per_round=150, latent_dim=3,
-        architecture=HalfRing(d_hidden=32), coverage_samples=400,
-        optimizer_g=lambda p: torch.optim.SGD(p, lr=0.0),
-        optimizer_d=lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.5, 0.999)),
-    )  # fmt: skip
+    model = half_ring_round()
     weights = [10, 1, 10, 10, 10, 10, 1, 10]
     data = GaussianMixture2D(preset="ring", weights=weights, num_train=1600, batch_size=64, seed=0)
     quiet_trainer().fit(model, datamodule=data)
