@@ -84,6 +84,9 @@ EXTRA_COLUMNS = (
     ("rare_share_ratio", "rare share / weight", 2),
     ("rare_share_ratio_min", "worst rare mode share / weight", 2),
 )
+# Shown only in the tables named: the widest mode tells whether BourGAN's distance term widens
+# every mode or a few.
+EXTRA_COLUMNS_BY_DATA = {"grid_bourgan_alpha": (("spread_max", "widest mode's spread", 2),)}
 # The ablations read together under "Where the gains come from": result names by data set.
 ABLATIONS = {
     "ring": (
@@ -353,7 +356,8 @@ def markdown(results: list[dict], plot_name: str | None) -> str:
             total = {"ring": 8, "grid": 25}.get(data)
         lines += ["", f"## {DATA_TITLES.get(data, data)}", ""]
         prdc = [k for k in PRDC if any(f"prdc_{k}" in r["summary"] for r in ours)]
-        extra = [c for c in EXTRA_COLUMNS if any(c[0] in r["summary"] for r in ours)]
+        columns = EXTRA_COLUMNS + EXTRA_COLUMNS_BY_DATA.get(data, ())
+        extra = [c for c in columns if any(c[0] in r["summary"] for r in ours)]
         rare_total = next((r["per_seed"][0].get("rare_modes_total") for r in ours), None)
         lines += [
             f"| method | K | source | seeds | modes (of {total}) | high-quality % | reverse KL "

@@ -163,6 +163,19 @@ def test_the_report_says_which_methods_drop_rare_modes_and_how_often(tmp_path: P
     assert "rare modes covered (2/2, 1/2, 0/2)" in text
 
 
+def test_the_report_shows_the_widest_mode_only_in_the_bourgan_alpha_table(tmp_path: Path) -> None:
+    for data, method in (("grid_bourgan_alpha", "bourgan_alpha1"), ("ring_rare_modes", "gan")):
+        result = _rare_result(method, [2, 2]) | {"name": f"{data}_{method}", "data": data}
+        result["summary"]["spread_max"] = {"mean": 3.5, "se": 0.25, "n": 2}
+        (tmp_path / f"{data}.json").write_text(json.dumps(result))
+    assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
+    text = (tmp_path / "coverage.md").read_text()
+    alpha = text[text.index("## BourGAN's distance-preserving weight") :]
+    assert "| spread | rare modes covered |" in text
+    assert "| widest mode's spread |" in alpha and "| 3.50 ± 0.25 |" in alpha
+    assert text.count("widest mode's spread") == 1
+
+
 def test_the_report_reads_the_ablations_together_and_marks_k_set_to_the_modes(
     tmp_path: Path,
 ) -> None:
