@@ -242,6 +242,20 @@ def published_cell(value: Stat, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
 
 
+def terms_label(result: dict, ours: list[dict]) -> str:
+    """The row's name, with its seeds and budget where they differ from the table's usual ones
+    (the most seeds, the most common budget), so a verdict never hides unequal terms."""
+    usual_seeds = max(len(r["per_seed"]) for r in ours)
+    budgets = [budget(r) for r in ours]
+    usual_budget = max(set(budgets), key=budgets.count)
+    terms = []
+    if len(result["per_seed"]) != usual_seeds:
+        terms.append(f"{len(result['per_seed'])} seeds")
+    if budget(result) != usual_budget:
+        terms.append(budget(result))
+    return method_label(result) + (f" ({', '.join(terms)})" if terms else "")
+
+
 def target_line(data: str, ours: list[dict], total: int | None) -> str:
     """Which of our rows meet the report's targets on this data set."""
     hq, kl = TARGETS[data]
@@ -255,7 +269,7 @@ def target_line(data: str, ours: list[dict], total: int | None) -> str:
             and s["reverse_kl"]["mean"] is not None
             and s["reverse_kl"]["mean"] <= kl
         )
-        (met if ok else missed).append(method_label(r))
+        (met if ok else missed).append(terms_label(r, ours))
     return (
         f"Targets: {total}/{total} modes in every seed, >= {hq:g}% high quality, reverse KL "
         f"<= {kl:g}. Met by: {', '.join(met) or 'none'}. Missed by: {', '.join(missed) or 'none'}."
@@ -271,10 +285,10 @@ def rare_line(ours: list[dict], rare_total: int) -> str:
         if missing:
             seeds = ", ".join(str(m) for m in sorted(missing))
             dropped.append(
-                f"{method_label(r)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})"
+                f"{terms_label(r, ours)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})"
             )
         else:
-            kept.append(method_label(r))
+            kept.append(terms_label(r, ours))
     return (
         f"Target: every one of the {rare_total} rare modes covered (>= 1 high-quality sample) in "
         f"every seed. Met by: {', '.join(kept) or 'none'}. A rare mode dropped by: "

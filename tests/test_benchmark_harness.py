@@ -151,14 +151,21 @@ def _rare_result(method: str, rare_by_seed: list[int]) -> dict:
 
 
 def test_the_report_says_which_methods_drop_rare_modes_and_how_often(tmp_path: Path) -> None:
-    (tmp_path / "a.json").write_text(json.dumps(_rare_result("mwu", [2, 2])))
+    longer = _rare_result("mwu", [2, 2])
+    for row in longer["per_seed"]:
+        row["generator_steps"] = 400
+    (tmp_path / "a.json").write_text(json.dumps(longer))
     (tmp_path / "b.json").write_text(json.dumps(_rare_result("gan", [2, 1, 0])))
+    (tmp_path / "c.json").write_text(json.dumps(_rare_result("bourgan", [1, 2, 1])))
     assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
     text = (tmp_path / "coverage.md").read_text()
     assert "## Rare modes on the ring" in text
     assert "| rare modes covered | rare share / weight |" in text
     assert "| seeds with every rare mode |" in text
-    assert "Met by: mwu. A rare mode dropped by: gan in 2 of 3 seeds (1, 2)." in text
+    assert (
+        "Met by: mwu (2 seeds, 400 G steps). A rare mode dropped by: bourgan in 2 of 3 seeds "
+        "(0, 2); gan in 2 of 3 seeds (1, 2)." in text
+    )
     assert "ours, `configs/ring/gan.yaml` + `configs/overlays/ring_rare_modes.yaml`" in text
     assert "rare modes covered (2/2, 1/2, 0/2)" in text
 
