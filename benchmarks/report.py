@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,18 +243,22 @@ def published_cell(value: Stat, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
 
 
-def terms_label(result: dict, ours: list[dict]) -> str:
-    """The row's name, with its seeds and budget where they differ from the table's usual ones
+def terms_labeller(ours: list[dict]) -> Callable[[dict], str]:
+    """A row's name, with its seeds and budget where they differ from the table's usual ones
     (the most seeds, the most common budget), so a verdict never hides unequal terms."""
     usual_seeds = max(len(r["per_seed"]) for r in ours)
     budgets = [budget(r) for r in ours]
     usual_budget = max(set(budgets), key=budgets.count)
-    terms = []
-    if len(result["per_seed"]) != usual_seeds:
-        terms.append(f"{len(result['per_seed'])} seeds")
-    if budget(result) != usual_budget:
-        terms.append(budget(result))
-    return method_label(result) + (f" ({', '.join(terms)})" if terms else "")
+
+    def label(result: dict) -> str:
+        terms = []
+        if len(result["per_seed"]) != usual_seeds:
+            terms.append(f"{len(result['per_seed'])} seeds")
+        if budget(result) != usual_budget:
+            terms.append(budget(result))
+        return method_label(result) + (f" ({', '.join(terms)})" if terms else "")
+
+    return label
 
 
 def target_line(data: str, ours: list[dict], total: int | None) -> str:
@@ -261,6 +266,7 @@ def target_line(data: str, ours: list[dict], total: int | None) -> str:
     hq, kl = TARGETS[data]
     met: list[str] = []
     missed: list[str] = []
+    label = terms_labeller(ours)
     for r in ours:
         s = r["summary"]
         ok = (
@@ -269,7 +275,7 @@ def target_line(data: str, ours: list[dict], total: int | None) -> str:
             and s["reverse_kl"]["mean"] is not None
             and s["reverse_kl"]["mean"] <= kl
         )
-        (met if ok else missed).append(terms_label(r, ours))
+        (met if ok else missed).append(label(r))
     return (
         f"Targets: {total}/{total} modes in every seed, >= {hq:g}% high quality, reverse KL "
         f"<= {kl:g}. Met by: {', '.join(met) or 'none'}. Missed by: {', '.join(missed) or 'none'}."
@@ -280,15 +286,14 @@ def rare_line(ours: list[dict], rare_total: int) -> str:
     """Which methods covered every rare mode in every seed, and how often the others dropped
     one."""
     kept, dropped = [], []
+    label = terms_labeller(ours)
     for r in ours:
         missing = [x["seed"] for x in r["per_seed"] if x["rare_modes"] < x["rare_modes_total"]]
         if missing:
             seeds = ", ".join(str(m) for m in sorted(missing))
-            dropped.append(
-                f"{terms_label(r, ours)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})"
-            )
+            dropped.append(f"{label(r)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})")
         else:
-            kept.append(terms_label(r, ours))
+            kept.append(label(r))
     return (
         f"Target: every one of the {rare_total} rare modes covered (>= 1 high-quality sample) in "
         f"every seed. Met by: {', '.join(kept) or 'none'}. A rare mode dropped by: "
