@@ -18,7 +18,9 @@ coverage on the raw coordinates.
 Writes ``benchmarks/results/<config folder>_<config stem>.json`` (or ``--name`` / ``--out``)
 after every seed; ``python -m benchmarks.report`` turns the results into ``coverage.md``.
 ``--compare`` records, seed by seed, the committed result's end-of-fit callback figures
-beside the new ones at the precision the callback prints.
+beside the new ones at the precision the callback prints. ``--keep`` finishes a row that
+another machine began: the kept result's other seeds enter the new result as they were,
+with that result's provenance under ``kept``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,28 @@ def compare(records: list[dict[str, Any]], committed: dict[str, Any]) -> list[di
     return rows
 
 
+def kept_seeds(
+    kept: dict[str, Any], path: Path, config: str, seeds: list[int], overrides: list[str]
+) -> dict[str, Any]:
+    """What ``--keep`` carries into the new result: the kept result's records of the seeds
+    not run now, and its provenance (commit, libraries, machine). Refuses another row's."""
+    if (kept.get("config"), kept.get("overrides")) != (config, overrides):
+        raise SystemExit(
+            f"--keep {path}: it ran {kept.get('config')} {kept.get('overrides')}, this command "
+            f"{config} {overrides}; keep only seeds of the same row"
+        )
+    records = [r for r in kept["per_seed"] if r["seed"] not in seeds]
+    return {
+        "seeds_requested": sorted({*seeds, *(r["seed"] for r in records)}),
+        "per_seed": records,
+        "kept": {
+            "file": str(path),
+            "seeds": [r["seed"] for r in records],
+            "provenance": kept.get("provenance"),
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     own, overrides = harness.split_overrides(sys.argv[1:] if argv is None else argv)
     p = harness.parser(__doc__.splitlines()[0])
@@ -111,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="the report's table for it (default: the config's folder)")
     p.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/<name>.json)")
     p.add_argument("--compare", type=Path, help="a committed result to compare seed by seed")
+    p.add_argument(
+        "--keep",
+        type=Path,
+        help="a result of the same row whose seeds not in --seeds are kept as they are (a row "
+        "finished on another machine; the result names where the kept seeds ran)",
+    )
     args = p.parse_args(own)
     config = Path(args.config)
     name = args.name or f"{config.parent.name}_{config.stem}"
@@ -134,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": [],
         "failed": {},
     }
+    if args.keep:
+        old = json.loads(args.keep.read_text())
+        result |= kept_seeds(old, args.keep, args.config, args.seeds, overrides)
     for seed in args.seeds:
         try:
             run = harness.fit(
@@ -144,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             result["failed"][str(seed)] = str(error)
             print(f"seed {seed}: FAILED: {error}", flush=True)
             continue
-        result["per_seed"].append(record)
+        result["per_seed"] = sorted([*result["per_seed"], record], key=lambda r: r["seed"])
         print(
             f"seed {seed}: modes {record['modes']:.0f}/{record['total_modes']}, high quality "
             f"{100 * record['high_quality']:.1f}%, reverse KL {record['reverse_kl']:.4f}"
@@ -159,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         result["total_modes"] = record["total_modes"]
         result["seeds_all_modes"] = sum(bool(r["all_modes"]) for r in records)
-        result["complete"] = len(records) == len(args.seeds)
+        result["complete"] = len(records) == len(result["seeds_requested"])
         result["summary"] = summary(records)
         if args.compare:
             result["compared_with"] = {

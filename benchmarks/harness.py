@@ -69,7 +69,7 @@ def provenance(threads: int = 1) -> dict[str, Any]:
     import lightning
     import torch
 
-    hardware = f"{platform.machine()}, {os.cpu_count()} cores"
+    hardware = f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores"
     if torch.cuda.is_available():
         hardware += ", " + torch.cuda.get_device_name(0)
     return {
@@ -84,6 +84,18 @@ def provenance(threads: int = 1) -> dict[str, Any]:
         "threads_per_run": threads,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``, else what ``platform`` knows): runs
+    repeat bit for bit on one machine only, so a result says which CPU made it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def module_name() -> str:

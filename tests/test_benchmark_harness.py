@@ -86,6 +86,41 @@ def test_coverage_reads_the_logs_and_reuses_runs_by_effective_config(tmp_path: P
     assert "seeds_all_rare_modes" in changed["summary"]
 
 
+@pytest.mark.benchmark
+@pytest.mark.slow
+def test_keep_finishes_a_row_with_the_seeds_another_machine_ran(tmp_path: Path) -> None:
+    """A row's seeds run on two machines make one result: the kept seeds as they were, the
+    new ones run now, the summary over all of them; another row's result is refused."""
+    (tmp_path / "prdc.yaml").write_text(PRDC_CALLBACKS)
+    steps = "--model.init_args.max_generator_steps=20"
+    ran = coverage(tmp_path, "elsewhere.json", steps)  # seed 3
+    other = copy.deepcopy(ran["per_seed"][0]) | {"seed": 7, "modes": 2.0, "all_modes": False}
+    stale = copy.deepcopy(ran["per_seed"][0]) | {"seed": 3, "modes": -1.0}
+    elsewhere = ran | {"per_seed": [stale, other]}
+    (tmp_path / "elsewhere.json").write_text(json.dumps(elsewhere))
+
+    def finish(*fit_args: str) -> subprocess.CompletedProcess:
+        return protocol(
+            "coverage", "--config", "configs/ring/mgan.yaml", "--seeds", "3", "--runs",
+            str(tmp_path / "runs"), "--out", str(tmp_path / "row.json"), "--keep",
+            str(tmp_path / "elsewhere.json"), "--", "--config", str(tmp_path / "prdc.yaml"),
+            "--trainer.enable_progress_bar=false", *fit_args,
+        )  # fmt: skip
+
+    done = finish(steps)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    row = json.loads((tmp_path / "row.json").read_text())
+    assert [r["seed"] for r in row["per_seed"]] == [3, 7] and row["seeds_requested"] == [3, 7]
+    assert row["per_seed"][0]["modes"] == ran["per_seed"][0]["modes"]  # seed 3 run now
+    assert row["per_seed"][1] == other  # seed 7 kept as it was
+    assert row["kept"]["seeds"] == [7] and row["kept"]["provenance"] == ran["provenance"]
+    assert row["summary"]["modes"]["n"] == 2 and row["complete"] is True
+    assert row["seeds_all_modes"] == int(ran["per_seed"][0]["all_modes"])
+
+    refused = finish("--model.init_args.max_generator_steps=10")
+    assert refused.returncode != 0 and "keep only seeds of the same row" in refused.stderr
+
+
 def test_the_report_regenerates_every_committed_table(tmp_path: Path) -> None:
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results)
