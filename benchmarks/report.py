@@ -243,6 +243,11 @@ def published_cell(value: Stat, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
 
 
+def n_seeds(n: int) -> str:
+    """``"1 seed"``, ``"10 seeds"``."""
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
 def terms_labeller(ours: list[dict]) -> Callable[[dict], str]:
     """A row's name, with its seeds and budget where they differ from the table's usual ones
     (the most seeds, the most common budget), so a verdict never hides unequal terms."""
@@ -253,7 +258,7 @@ def terms_labeller(ours: list[dict]) -> Callable[[dict], str]:
     def label(result: dict) -> str:
         terms = []
         if len(result["per_seed"]) != usual_seeds:
-            terms.append(f"{len(result['per_seed'])} seeds")
+            terms.append(n_seeds(len(result["per_seed"])))
         if budget(result) != usual_budget:
             terms.append(budget(result))
         return method_label(result) + (f" ({', '.join(terms)})" if terms else "")
@@ -290,8 +295,9 @@ def rare_line(ours: list[dict], rare_total: int) -> str:
     for r in ours:
         missing = [x["seed"] for x in r["per_seed"] if x["rare_modes"] < x["rare_modes_total"]]
         if missing:
-            seeds = ", ".join(str(m) for m in sorted(missing))
-            dropped.append(f"{label(r)} in {len(missing)} of {len(r['per_seed'])} seeds ({seeds})")
+            which = ", ".join(str(m) for m in sorted(missing))
+            total = n_seeds(len(r["per_seed"]))
+            dropped.append(f"{label(r)} in {len(missing)} of {total} ({which})")
         else:
             kept.append(label(r))
     return (
