@@ -20,7 +20,7 @@ after every seed; ``python -m benchmarks.report`` turns the results into ``cover
 ``--compare`` records, seed by seed, the committed result's end-of-fit callback figures
 beside the new ones at the precision the callback prints. ``--keep`` finishes a row that
 another machine began: the kept result's other seeds enter the new result as they were,
-with that result's provenance under ``kept``.
+and ``kept`` lists, for them, the provenance of the command that ran each.
 """
 
 from __future__ import annotations
@@ -109,21 +109,29 @@ def kept_seeds(
     kept: dict[str, Any], path: Path, config: str, seeds: list[int], overrides: list[str]
 ) -> dict[str, Any]:
     """What ``--keep`` carries into the new result: the kept result's records of the seeds
-    not run now, and its provenance (commit, libraries, machine). Refuses another row's."""
+    not run now and, for each of them, the provenance (commit, libraries, machine) of the
+    command that ran it, through earlier ``--keep`` steps too. Refuses another row's."""
     if (kept.get("config"), kept.get("overrides")) != (config, overrides):
         raise SystemExit(
             f"--keep {path}: it ran {kept.get('config')} {kept.get('overrides')}, this command "
             f"{config} {overrides}; keep only seeds of the same row"
         )
     records = [r for r in kept["per_seed"] if r["seed"] not in seeds]
+    remaining = {r["seed"] for r in records}
+    sources = []
+    for source in kept.get("kept", []):  # seeds the kept result itself kept from elsewhere
+        still = [s for s in source["seeds"] if s in remaining]
+        if still:
+            sources.append(source | {"seeds": still})
+        remaining -= set(still)
+    if remaining:
+        sources.append(
+            {"file": str(path), "seeds": sorted(remaining), "provenance": kept.get("provenance")}
+        )
     return {
         "seeds_requested": sorted({*seeds, *(r["seed"] for r in records)}),
         "per_seed": records,
-        "kept": {
-            "file": str(path),
-            "seeds": [r["seed"] for r in records],
-            "provenance": kept.get("provenance"),
-        },
+        "kept": sources,
     }
 
 

@@ -113,9 +113,16 @@ def test_keep_finishes_a_row_with_the_seeds_another_machine_ran(tmp_path: Path) 
     assert [r["seed"] for r in row["per_seed"]] == [3, 7] and row["seeds_requested"] == [3, 7]
     assert row["per_seed"][0]["modes"] == ran["per_seed"][0]["modes"]  # seed 3 run now
     assert row["per_seed"][1] == other  # seed 7 kept as it was
-    assert row["kept"]["seeds"] == [7] and row["kept"]["provenance"] == ran["provenance"]
+    elsewhere_ran = {"file": str(tmp_path / "elsewhere.json"), "provenance": ran["provenance"]}
+    assert row["kept"] == [elsewhere_ran | {"seeds": [7]}]
     assert row["summary"]["modes"]["n"] == 2 and row["complete"] is True
     assert row["seeds_all_modes"] == int(ran["per_seed"][0]["all_modes"])
+
+    # keeping the finished row again keeps where seed 7 ran, not where the row was finished
+    (tmp_path / "elsewhere.json").write_text((tmp_path / "row.json").read_text())
+    again = finish(steps)  # seed 3 reused
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert json.loads((tmp_path / "row.json").read_text())["kept"] == row["kept"]
 
     refused = finish("--model.init_args.max_generator_steps=10")
     assert refused.returncode != 0 and "keep only seeds of the same row" in refused.stderr
