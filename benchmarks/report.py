@@ -232,8 +232,22 @@ def reproduce(result: dict[str, Any]) -> str:
     scored = result.get("protocol", {}).get("evaluated", "?")
     return (
         f"`{command}` (commit {str(git['commit'])[:10]}{dirty}; each seed runs `{train}`; "
-        f"scored: {scored})"
+        f"scored: {scored}){kept_from(result)}"
     )
+
+
+def kept_from(result: dict[str, Any]) -> str:
+    """Where the seeds that ``--keep`` carried over from earlier results ran."""
+    sources = []
+    for source in result.get("kept", []):
+        seeds = ", ".join(str(seed) for seed in source["seeds"])
+        ran = source["provenance"]
+        commit = str((ran.get("git") or {}).get("commit", "?"))[:10]
+        sources.append(
+            f"{'seed' if len(source['seeds']) == 1 else 'seeds'} {seeds} kept from "
+            f"`{ran.get('command', '?')}` (commit {commit}, {ran.get('hardware', '?')})"
+        )
+    return "".join(f"; {source}" for source in sources)
 
 
 def published_cell(value: Stat, digits: int) -> str:

@@ -197,7 +197,10 @@ def test_the_report_says_which_methods_drop_rare_modes_and_how_often(tmp_path: P
     for row in longer["per_seed"]:
         row["generator_steps"] = 400
     (tmp_path / "a.json").write_text(json.dumps(longer))
-    (tmp_path / "b.json").write_text(json.dumps(_rare_result("gan", [2, 1, 0])))
+    gan = _rare_result("gan", [2, 1, 0])
+    elsewhere = {"command": "y", "git": {"commit": "0123456789abc"}, "hardware": "x86_64, 2 cores"}
+    gan["kept"] = [{"file": "gan.json", "seeds": [0, 1], "provenance": elsewhere}]
+    (tmp_path / "b.json").write_text(json.dumps(gan))
     (tmp_path / "c.json").write_text(json.dumps(_rare_result("bourgan", [1, 2, 1])))
     assert protocol("report", "--results", str(tmp_path), "--no-plot").returncode == 0
     text = (tmp_path / "coverage.md").read_text()
@@ -210,6 +213,7 @@ def test_the_report_says_which_methods_drop_rare_modes_and_how_often(tmp_path: P
     )
     assert "ours, `configs/ring/gan.yaml` + `configs/overlays/ring_rare_modes.yaml`" in text
     assert "rare modes covered (2/2, 1/2, 0/2)" in text
+    assert "; seeds 0, 1 kept from `y` (commit 0123456789, x86_64, 2 cores)" in text
 
 
 def test_the_report_shows_the_widest_mode_only_in_the_bourgan_alpha_table(tmp_path: Path) -> None:
