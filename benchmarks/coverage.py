@@ -135,6 +135,15 @@ def kept_seeds(
     }
 
 
+def read_result(path: Path, option: str) -> dict[str, Any]:
+    """A committed result named by ``option``, read once before any seed trains; a missing or
+    unreadable file stops the command with one line."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{option} {path}: cannot read it as a result JSON ({error})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     own, overrides = harness.split_overrides(sys.argv[1:] if argv is None else argv)
     p = harness.parser(__doc__.splitlines()[0])
@@ -172,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": [],
         "failed": {},
     }
+    committed = read_result(args.compare, "--compare") if args.compare else None
     if args.keep:
-        old = json.loads(args.keep.read_text())
-        result |= kept_seeds(old, args.keep, args.config, args.seeds, overrides)
+        kept = read_result(args.keep, "--keep")
+        result |= kept_seeds(kept, args.keep, args.config, args.seeds, overrides)
     for seed in args.seeds:
         try:
             run = harness.fit(
@@ -202,10 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         result["seeds_all_modes"] = sum(bool(r["all_modes"]) for r in records)
         result["complete"] = len(records) == len(result["seeds_requested"])
         result["summary"] = summary(records)
-        if args.compare:
+        if committed is not None:
             result["compared_with"] = {
                 "file": str(args.compare),
-                "seeds": compare(records, json.loads(args.compare.read_text())),
+                "seeds": compare(records, committed),
             }
         harness.write_json(out, result)
     print(f"wrote {out}")

@@ -128,6 +128,21 @@ def test_keep_finishes_a_row_with_the_seeds_another_machine_ran(tmp_path: Path) 
     assert refused.returncode != 0 and "keep only seeds of the same row" in refused.stderr
 
 
+@pytest.mark.parametrize(("option", "given"), [("--keep", "missing"), ("--compare", "corrupt")])
+def test_an_unreadable_committed_result_stops_before_any_seed_trains(
+    tmp_path: Path, option: str, given: str
+) -> None:
+    (tmp_path / "corrupt.json").write_text("{not json")
+    path = tmp_path / f"{given}.json"
+    done = protocol(
+        "coverage", "--config", "configs/ring/mgan.yaml", "--seeds", "3", "--runs",
+        str(tmp_path / "runs"), "--out", str(tmp_path / "row.json"), option, str(path),
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"{option} {path}: cannot read it" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "row.json").exists()
+
+
 def test_the_report_regenerates_every_committed_table(tmp_path: Path) -> None:
     results = tmp_path / "results"
     shutil.copytree(RESULTS, results)
